@@ -1,0 +1,1 @@
+"""One module per CLI command: ``HELP``-free ``add_arguments(parser)`` and ``run(args) -> int``."""
