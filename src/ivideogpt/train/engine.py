@@ -1,0 +1,314 @@
+"""One training engine for every stage (tokenizer, transformer).
+
+The same code runs single-process on a CPU and under ``accelerate launch`` on many GPUs/nodes. A stage is a
+:class:`Task` (model, datasets, loss, validation picture, how to save/load its model directory); the engine
+owns everything else: optimizer, warm-up + schedule, clipping, mixed precision, sharded data, progress,
+``metrics.jsonl``, validation PNGs, atomic checkpoints and exact resume.
+
+Run directory::
+
+    RUN/run.json                      what was run (task, preset, overrides, data)
+    RUN/metrics.jsonl                 one JSON line per log/validation event
+    RUN/samples/step_XXXXXXXX.png     validation: ground truth vs model
+    RUN/checkpoints/step_XXXXXXXX/    model/ (loadable without the engine) + train_state.pt
+
+Resume is exact because item k of a training dataset is a pure function of (seed, k): the data position is
+just the step, and model, optimizer, scheduler and RNG states are restored from ``train_state.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..checkpoint import latest_checkpoint
+from ..errors import IVideoGPTError
+from ..fileio import atomic_dir, atomic_write_json
+from .config import TrainConfig
+
+
+class TrainingError(IVideoGPTError):
+    pass
+
+
+class Task(Protocol):
+    """A training stage. ``trainable()`` returns a module whose ``forward(batch, step)`` returns
+    ``(loss, logs)``: the loss goes through ``forward`` so that DDP/FSDP wrappers see it."""
+
+    name: str
+
+    def trainable(self) -> torch.nn.Module: ...
+    def train_dataset(self) -> Dataset: ...
+    def val_dataset(self) -> Dataset | None: ...
+    def validate(self, model: torch.nn.Module, batches: list[dict]) -> tuple[dict, np.ndarray | None]: ...
+    def save_model(self, model: torch.nn.Module, path: Path) -> None: ...
+    def load_model(self, model: torch.nn.Module, path: Path) -> None: ...
+
+
+class StreamSampler(Sampler):
+    """Global item indices start, start+1, ...; each process takes its own slice of every global batch."""
+
+    def __init__(self, start_step: int, batch_size: int, rank: int, world: int, length: int):
+        self.start, self.batch, self.rank, self.world, self.length = start_step, batch_size, rank, world, length
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            base = (step * self.world + self.rank) * self.batch
+            for i in range(self.batch):
+                yield (base + i) % self.length
+            step += 1
+
+    def __len__(self):  # DataLoader asks; the stream is effectively endless
+        return self.length
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Norm gains, biases and embeddings-as-vectors get no weight decay (standard for transformers/VQGANs).
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def _rng_state() -> dict:
+    # Only tensors and plain Python values, so train_state.pt loads with torch.load(weights_only=True).
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
+                         "pos": n["pos"]}, "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(img).save(tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, task: Task, cfg: TrainConfig, out: str | os.PathLike, *, resume: bool = False,
+                 run_info: dict | None = None, progress: bool = True):
+        from accelerate import Accelerator
+
+        self.task, self.cfg, self.out = task, cfg, Path(out)
+        self.resume, self.run_info, self.progress = resume, dict(run_info or {}), progress
+        mp = cfg.mixed_precision
+        if mp == "auto":
+            mp = "bf16" if torch.cuda.is_available() else "no"
+        self.accelerator = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _check_out_dir(self) -> Path | None:
+        ck = latest_checkpoint(self.out)
+        if self.resume:
+            if ck is None and (self.out / "run.json").exists():
+                self._log("no checkpoint found in the run yet: starting from step 0")
+            return ck
+        if self.out.exists() and any(self.out.iterdir()):
+            raise TrainingError(
+                f"{self.out} already exists and is not empty; "
+                "pass --resume to continue that run or choose another --out"
+            )
+        return None
+
+    def _log(self, msg: str) -> None:
+        if self.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(f"[{self.task.name}] {msg}")
+
+    def fit(self) -> dict:
+        cfg, acc = self.cfg, self.accelerator
+        ck = self._check_out_dir()
+        torch.manual_seed(cfg.seed + acc.process_index)
+        np.random.seed((cfg.seed + acc.process_index) % 2**32)
+        random.seed(cfg.seed + acc.process_index)
+
+        model = self.task.trainable()
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        step = 0
+        if ck is not None:
+            self.task.load_model(model, ck / "model")
+            state = torch.load(ck / "train_state.pt", map_location="cpu", weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step = int(state["step"])
+            self._log(f"resumed from {ck} at step {step}")
+        model, optimizer = acc.prepare(model, optimizer)
+
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            info = {"task": self.task.name, "train": asdict(cfg), **self.run_info}
+            if not (self.out / "run.json").exists() or ck is None:
+                atomic_write_json(self.out / "run.json", info)
+
+        train_ds = self.task.train_dataset()
+        loader = DataLoader(
+            train_ds,
+            batch_size=cfg.batch_size,
+            sampler=StreamSampler(step, cfg.batch_size, acc.process_index, acc.num_processes, len(train_ds)),
+            num_workers=cfg.num_workers,
+            drop_last=True,
+        )
+        val_ds = self.task.val_dataset()
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, disable=not (self.is_main and self.progress),
+                   desc=f"train {self.task.name}", dynamic_ncols=True)
+        t0 = time.time()
+        last_logs: dict = {}
+        last_val: dict = {}
+        stopped_by = "max_steps"
+        it = iter(loader)  # creating the iterator draws from the torch RNG: restore RNG after it
+        if ck is not None and acc.process_index == 0:
+            _set_rng_state(state["rng"])
+        model.train()
+        while step < cfg.max_steps:
+            if cfg.max_minutes is not None and (time.time() - t0) / 60 >= cfg.max_minutes:
+                stopped_by = "max_minutes"
+                break
+            batch = _to_device(next(it), acc.device)
+            with acc.autocast():
+                loss, logs = model(batch, step)
+            finite = torch.isfinite(loss.detach()).float()
+            if acc.num_processes > 1:
+                finite = acc.reduce(finite, reduction="min")
+            if finite.item() < 1:
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {step}; stopped without saving it. The last good checkpoint "
+                    f"is {latest_checkpoint(self.out) or '(none yet)'}; try a lower learning rate (--set train.lr=...)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if cfg.grad_clip and cfg.grad_clip > 0:
+                gnorm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                logs["grad_norm"] = float(gnorm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+            last_logs = logs
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+            if self.is_main and (step % cfg.log_every == 0 or step == 1):
+                self._write_metrics({"step": step, "lr": scheduler.get_last_lr()[0],
+                                     "elapsed_s": round(time.time() - t0, 2), **logs})
+            if val_ds is not None and cfg.val_every > 0 and step % cfg.val_every == 0:
+                last_val = self._validate(model, val_ds, step)
+            if cfg.save_every > 0 and step % cfg.save_every == 0:
+                self._save(model, optimizer, scheduler, step)
+        bar.close()
+        if val_ds is not None and (cfg.val_every <= 0 or step % cfg.val_every != 0):
+            last_val = self._validate(model, val_ds, step)
+        if latest_checkpoint(self.out) is None or not (self.out / "checkpoints" / f"step_{step:08d}").exists():
+            self._save(model, optimizer, scheduler, step)
+        acc.wait_for_everyone()
+        summary = {"step": step, "stopped_by": stopped_by, "seconds": round(time.time() - t0, 1),
+                   "train": last_logs, "val": last_val, "checkpoint": str(latest_checkpoint(self.out))}
+        if self.is_main:
+            self._write_metrics({"event": "end", **summary})
+        return summary
+
+    def _write_metrics(self, row: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    @torch.no_grad()
+    def _validate(self, model, val_ds, step: int) -> dict:
+        loader = DataLoader(val_ds, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
+        batches = []
+        for i, b in enumerate(loader):
+            if i >= self.cfg.val_batches:
+                break
+            batches.append(_to_device(b, self.accelerator.device))
+        if not batches:
+            return {}
+        model.eval()
+        unwrapped = self.accelerator.unwrap_model(model)
+        with self.accelerator.autocast():
+            logs, image = self.task.validate(unwrapped, batches)
+        model.train()
+        if self.is_main:
+            logs = {k: float(v) for k, v in logs.items()}
+            self._write_metrics({"step": step, "event": "val", **logs})
+            if image is not None:
+                _save_png(image, self.out / "samples" / f"step_{step:08d}.png")
+            self._log(f"val @ {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+        return logs
+
+    def _save(self, model, optimizer, scheduler, step: int) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self.is_main:
+            final = self.out / "checkpoints" / f"step_{step:08d}"
+            with atomic_dir(final) as tmp:
+                self.task.save_model(acc.unwrap_model(model), tmp / "model")
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "step": step, "rng": _rng_state()}, tmp / "train_state.pt")
+            self._prune()
+        acc.wait_for_everyone()
+
+    def _prune(self) -> None:
+        cks = sorted(p for p in (self.out / "checkpoints").iterdir() if p.name.startswith("step_"))
+        for p in cks[: max(0, len(cks) - self.cfg.keep_last)]:
+            shutil.rmtree(p, ignore_errors=True)

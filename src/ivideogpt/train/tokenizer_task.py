@@ -1,0 +1,140 @@
+"""The tokenizer stage for the training engine, and the reconstruction used by validation and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_pretrained_dir, load_state_dict_strict
+from ..frames import to_uint8
+from .config import TrainConfig
+
+
+@torch.no_grad()
+def reconstruct(tokenizer, frames: torch.Tensor) -> torch.Tensor:
+    """Clip float [B,T,3,H,W] -> its reconstruction through the public encode/decode path rollouts use."""
+    t0 = tokenizer.context_frames
+    ctx = tokenizer.encode_context_state(frames[:, :t0])
+    rec_ctx = tokenizer.decode_context(ctx.ids)
+    if frames.shape[1] == t0:
+        return rec_ctx
+    rec_fut = tokenizer.decode_future(tokenizer.encode_future(frames[:, t0:], ctx), ctx)
+    return torch.cat([rec_ctx, rec_fut], dim=1)
+
+
+def recon_report(tokenizer, frames: torch.Tensor, n_show: int = 4) -> tuple[dict, np.ndarray]:
+    """PSNR/SSIM of context and future reconstructions, and a PNG grid (rows: truth, reconstruction)."""
+    from ..data.contact_sheet import contact_sheet
+    from ..eval.metrics import psnr, ssim
+
+    t0 = tokenizer.context_frames
+    rec = reconstruct(tokenizer, frames)
+    real_u8, rec_u8 = to_uint8(frames), to_uint8(rec)
+    p, s = psnr(real_u8, rec_u8), ssim(real_u8, rec_u8)  # [B, T]
+    logs = {"psnr_context": float(p[:, :t0].mean()), "ssim_context": float(s[:, :t0].mean())}
+    if frames.shape[1] > t0:
+        logs.update(psnr_future=float(p[:, t0:].mean()), ssim_future=float(s[:, t0:].mean()))
+    rows = []
+    for b in range(min(n_show, frames.shape[0])):
+        rows += [real_u8[b].cpu().numpy(), rec_u8[b].cpu().numpy()]
+    return logs, contact_sheet(rows)
+
+
+class TokenizerTrainModule(torch.nn.Module):
+    """forward(batch, step) -> (loss, logs); the perceptual net is frozen and never saved."""
+
+    def __init__(self, tokenizer, perceptual, n_future: int | None, seed: int):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.perceptual = perceptual
+        self.n_future, self.seed = n_future, seed
+
+    def forward(self, batch, step: int):
+        # The random subset of future frames is a function of (seed, step): resume stays exact.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        loss, logs, _ = self.tokenizer.training_losses(
+            batch["frames"], n_context=self.tokenizer.context_frames, n_future=self.n_future,
+            perceptual=self.perceptual, generator=gen,
+        )
+        return loss, logs
+
+
+class TokenizerTask:
+    name = "tokenizer"
+
+    def __init__(self, model_config: dict, cfg: TrainConfig, sources, init: str | None = None):
+        self.model_config, self.cfg, self.sources, self.init = model_config, cfg, sources, init
+
+    def _build_tokenizer(self):
+        from ..config import from_dict
+        from ..tokenizer import Tokenizer, TokenizerConfig
+
+        if self.init:
+            return Tokenizer.from_pretrained(self.init)
+        return Tokenizer(from_dict(TokenizerConfig, self.model_config, where="tokenizer model config"))
+
+    def trainable(self):
+        tok = self._build_tokenizer()
+        self.resolution = tok.config.resolution
+        perceptual = None
+        if getattr(tok.config, "perceptual_weight", 0) > 0:
+            from ..eval.perceptual import STLPIPS
+
+            perceptual = STLPIPS()
+        return TokenizerTrainModule(tok, perceptual, self.cfg.n_future, self.cfg.seed)
+
+    def _dataset(self, split: str):
+        from ..data.augment import AugmentConfig
+        from ..data.clips import ClipDataset
+
+        a = self.cfg.augment
+        augment = None
+        if split == "train" and a.enabled:
+            augment = AugmentConfig(crop_scale=tuple(a.crop_scale), brightness=a.brightness, contrast=a.contrast,
+                                    saturation=a.saturation, hue=a.hue)
+        return ClipDataset(self.sources, self.cfg.clip_len, split=split, resolution=self.resolution,
+                           augment=augment, seed=self.cfg.seed)
+
+    def train_dataset(self):
+        return self._dataset("train")
+
+    def val_dataset(self):
+        ds = self._dataset("val")
+        return ds if len(ds) > 0 else None
+
+    @torch.no_grad()
+    def validate(self, module, batches):
+        logs_sum: dict[str, float] = {}
+        image = None
+        for i, b in enumerate(batches):
+            logs, img = recon_report(module.tokenizer, b["frames"])
+            image = img if i == 0 else image
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / len(batches)
+        # Codebook health on held-out data: a collapsed future codebook means the decoder copies the context.
+        for k, v in self._usage(module.tokenizer, batches).items():
+            logs_sum[k] = v
+        return logs_sum, image
+
+    @staticmethod
+    def _usage(tok, batches) -> dict:
+        t0 = tok.context_frames
+        ctx_ids, fut_ids = [], []
+        for b in batches:
+            ctx = tok.encode_context_state(b["frames"][:, :t0])
+            ctx_ids.append(ctx.ids.flatten())
+            if b["frames"].shape[1] > t0:
+                fut_ids.append(tok.encode_future(b["frames"][:, t0:], ctx).flatten())
+        out = {"context_codes_used": float(torch.cat(ctx_ids).unique().numel())}
+        if fut_ids:
+            out["future_codes_used"] = float(torch.cat(fut_ids).unique().numel())
+        return out
+
+    def save_model(self, module, path: Path):
+        module.tokenizer.save_pretrained(path)
+
+    def load_model(self, module, path: Path):
+        _, state = load_pretrained_dir(path, "tokenizer")
+        load_state_dict_strict(module.tokenizer, state, str(path))

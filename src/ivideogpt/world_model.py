@@ -1,0 +1,243 @@
+"""WorldModel = tokenizer + transformer, used interactively: reset(context) -> step(action) -> frame, reward.
+
+Every step adds the action to the [S2] slot embedding, samples the next frame's ``n`` future tokens with the
+transformer's KV cache kept across frames (the prefix is never recomputed), and decodes only that frame
+against the context features the tokenizer computed once at ``reset``.
+
+Frames in and out are uint8 ``[B, T, H, W, 3]`` (numpy in -> numpy out, torch in -> torch out); actions
+are raw float ``[B, A]`` / ``[B, K, A]`` (the transformer normalises them with the dataset statistics it was
+trained with); rewards come back in the original scale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CONFIG_FILE, latest_checkpoint, read_kind
+from .errors import CheckpointError
+from .fileio import atomic_dir
+from .frames import to_model, to_uint8
+
+KIND = "world_model"
+
+
+@dataclass
+class StepResult:
+    frames: np.ndarray | torch.Tensor  # uint8 [B, H, W, 3]
+    rewards: np.ndarray | torch.Tensor | None  # float [B] (None for a model without a reward head)
+
+
+class WorldModel(torch.nn.Module):
+    def __init__(self, tokenizer, transformer, *, goal_conditioned: bool = False):
+        super().__init__()
+        self.tokenizer, self.transformer = tokenizer, transformer
+        self.goal_conditioned = goal_conditioned
+        self._check_compatible()
+        self._state = None
+
+    # ----------------------------------------------------------------------------------------- loading
+    def _check_compatible(self) -> None:
+        t, c = self.tokenizer, self.transformer.config
+        want = {"context_tokens": t.n_context_tokens, "future_tokens": t.n_future_tokens,
+                "context_vocab_size": t.context_vocab_size, "future_vocab_size": t.future_vocab_size}
+        got = {k: getattr(c, k) for k in want}
+        if want != got:
+            raise CheckpointError(
+                f"transformer was built for a different tokenizer: expects {got}, tokenizer has {want}")
+        n_ctx = t.context_frames + (1 if self.goal_conditioned else 0)
+        if c.context_frames != n_ctx:
+            raise CheckpointError(f"transformer expects {c.context_frames} context frames, tokenizer/goal give {n_ctx}")
+
+    @classmethod
+    def from_pretrained(cls, path, map_location: str | torch.device = "cpu") -> WorldModel:
+        """A world-model directory, or a transformer run directory (its latest checkpoint)."""
+        from .tokenizer import Tokenizer
+        from .transformer import Transformer
+
+        p = Path(path)
+        if not (p / CONFIG_FILE).is_file():
+            ck = latest_checkpoint(p)
+            if ck is None:
+                raise CheckpointError(f"{p}: not a world-model directory nor a run directory with checkpoints")
+            p = ck / "model"
+        if read_kind(p) != KIND:
+            raise CheckpointError(f"{p}: holds a '{read_kind(p)}', expected a '{KIND}' (tokenizer/ + transformer/)")
+        meta = json.loads((p / CONFIG_FILE).read_text())["config"]
+        wm = cls(Tokenizer.from_pretrained(p / "tokenizer"), Transformer.from_pretrained(p / "transformer"),
+                 goal_conditioned=bool(meta.get("goal_conditioned", False)))
+        return wm.to(map_location).eval()
+
+    @classmethod
+    def from_preset(cls, tokenizer: str = "tiny-cpu", transformer: str | None = None, **transformer_overrides):
+        """An untrained world model; the transformer's sequence numbers are taken from the tokenizer."""
+        from .config import from_dict, load_preset, to_dict
+        from .tokenizer import Tokenizer
+        from .transformer import Transformer, TransformerConfig
+
+        tok = Tokenizer.from_preset(tokenizer)
+        cfg = dict(load_preset("transformer", transformer or tokenizer)["model"])
+        cfg.update(sequence_fields(tok), **transformer_overrides)
+        tcfg = from_dict(TransformerConfig, {**to_dict(from_dict(TransformerConfig, cfg))})
+        return cls(tok, Transformer(tcfg))
+
+    def save_pretrained(self, path) -> None:
+        with atomic_dir(path) as tmp:
+            self.write_into(tmp)
+
+    def write_into(self, path: Path) -> None:
+        """Write the model directory into an existing directory (used inside atomic checkpoint writes)."""
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": KIND, "config": {"goal_conditioned": self.goal_conditioned}}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        self.transformer.save_pretrained(path / "transformer")
+
+    # ------------------------------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def context_frames(self) -> int:
+        return self.tokenizer.context_frames
+
+    @property
+    def action_dim(self) -> int:
+        return self.transformer.config.action_dim
+
+    @property
+    def max_steps(self) -> int:
+        """How many frames one reset can roll out (the KV cache is sized for max_frames)."""
+        return self.transformer.config.max_frames - self.transformer.config.context_frames
+
+    # ------------------------------------------------------------------------------------ validation
+    def _frames_in(self, frames, name: str, ndim: int = 5) -> torch.Tensor:
+        x = frames if isinstance(frames, torch.Tensor) else torch.as_tensor(np.asarray(frames))
+        r = self.tokenizer.config.resolution
+        if x.ndim != ndim or tuple(x.shape[-3:]) != (r, r, 3):
+            want = "[B, T, H, W, 3]" if ndim == 5 else "[B, H, W, 3]"
+            raise ValueError(f"{name}: expected uint8 {want} with H = W = {r}, got shape {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
+        return x
+
+    def _actions_in(self, actions, batch: int, steps: int | None) -> torch.Tensor | None:
+        if actions is None:
+            return None
+        if self.action_dim == 0:
+            raise ValueError("this world model is action-free (trained without actions): pass actions=None")
+        a = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
+        want = (batch, self.action_dim) if steps is None else (batch, steps, self.action_dim)
+        if tuple(a.shape) != want and not (steps is not None and a.ndim == 3 and a.shape[0] == batch
+                                           and a.shape[2] == self.action_dim):
+            raise ValueError(f"actions: expected shape {list(want)} (batch, [steps,] action_dim), got {tuple(a.shape)}")
+        if not (a.is_floating_point()):
+            raise TypeError(f"actions: expected a float array, got dtype {a.dtype}")
+        return a.to(self.device, torch.float32)
+
+    # ----------------------------------------------------------------------------------- interaction
+    @torch.no_grad()
+    def reset(self, context_frames, goal=None, *, temperature: float = 1.0, top_k: int | None = 100,
+              seed: int | None = None, generator: torch.Generator | None = None) -> None:
+        """Start B rollouts from ``context_frames`` uint8 [B, T0, H, W, 3] (and a goal frame [B, H, W, 3])."""
+        x = self._frames_in(context_frames, "context_frames")
+        if x.shape[1] != self.context_frames:
+            raise ValueError(f"context_frames: this model takes exactly {self.context_frames} context frames, "
+                             f"got {x.shape[1]}")
+        if self.goal_conditioned:
+            if goal is None:
+                raise ValueError("this world model is goal-conditioned: pass goal= (uint8 [B, H, W, 3])")
+            g = self._frames_in(goal, "goal", ndim=4)
+            if g.shape[0] != x.shape[0]:
+                raise ValueError(f"goal: batch {g.shape[0]} != context batch {x.shape[0]}")
+            x = torch.cat([g[:, None], x], dim=1)  # the goal is one more context frame, in front
+        elif goal is not None:
+            raise ValueError("this world model was not trained goal-conditioned: goal must be None")
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        frames = to_model(x, device=self.device)
+        ctx = self.tokenizer.encode_context_state(frames[:, -self.context_frames:] if self.goal_conditioned
+                                                  else frames)
+        ctx_ids = ctx.ids
+        if self.goal_conditioned:
+            ctx_ids = torch.cat([self.tokenizer.encode_context(frames[:, :1]), ctx_ids], dim=1)
+        layout = self.transformer.config.layout
+        tokens = layout.build(ctx_ids, ctx_ids.new_zeros(ctx_ids.shape[0], 0, layout.future_tokens))
+        cache = self.transformer.new_cache(x.shape[0], device=self.device)
+        self.transformer.prefill(tokens, cache)
+        self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": 0, "batch": x.shape[0],
+                       "temperature": temperature, "top_k": top_k,
+                       "numpy": not isinstance(context_frames, torch.Tensor)}
+
+    @torch.no_grad()
+    def _step_ids(self, actions: torch.Tensor | None):
+        s = self._state
+        if s is None:
+            raise RuntimeError("call reset(context_frames) before step()")
+        if s["steps"] >= self.max_steps:
+            raise ValueError(f"this model rolls out at most {self.max_steps} frames per reset "
+                             f"(transformer max_frames = {self.transformer.config.max_frames}); call reset() again")
+        ids, reward = self.transformer.generate_frame(s["cache"], actions, temperature=s["temperature"],
+                                                      top_k=s["top_k"], generator=s["generator"])
+        s["steps"] += 1
+        return ids, reward
+
+    def _out(self, x: torch.Tensor | None):
+        if x is None:
+            return None
+        return x.cpu().numpy() if self._state["numpy"] else x
+
+    @torch.no_grad()
+    def step(self, actions=None) -> StepResult:
+        """One interactive step: ``actions`` float [B, A] (None for an action-free model)."""
+        s = self._state
+        if s is None:
+            raise RuntimeError("call reset(context_frames) before step()")
+        a = self._actions_in(actions, s["batch"], None)
+        if a is None and self.action_dim > 0:
+            raise ValueError(f"this world model is action-conditioned: step() needs actions [B, {self.action_dim}]")
+        ids, reward = self._step_ids(a)
+        frame = to_uint8(self.tokenizer.decode_future(ids[:, None], s["ctx"]))[:, 0]
+        return StepResult(self._out(frame), self._out(reward))
+
+    @torch.no_grad()
+    def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None,
+                temperature: float = 1.0, top_k: int | None = 100, seed: int | None = None,
+                generator: torch.Generator | None = None):
+        """``context [B,T0,H,W,3]``, ``actions [B,K,A]`` -> ``frames [B,K,H,W,3]``, ``rewards [B,K]``.
+
+        ``actions[:, i]`` is taken after the last frame seen and leads to ``frames[:, i]``. Action-free
+        models take ``actions=None`` and a ``horizon``.
+        """
+        b = context_frames.shape[0]
+        a = self._actions_in(actions, b, actions.shape[1] if actions is not None else None)
+        if a is None:
+            if self.action_dim > 0:
+                raise ValueError(
+                    f"this world model is action-conditioned: rollout() needs actions [B, K, {self.action_dim}]")
+            if horizon is None:
+                raise ValueError("action-free rollout: pass horizon=K")
+        k = a.shape[1] if a is not None else int(horizon)
+        self.reset(context_frames, goal, temperature=temperature, top_k=top_k, seed=seed, generator=generator)
+        ids, rewards = [], []
+        for i in range(k):
+            step_ids, r = self._step_ids(None if a is None else a[:, i])
+            ids.append(step_ids)
+            rewards.append(r)
+        # Future frames decode independently given the context, so decoding them all at once is exact.
+        frames = to_uint8(self.tokenizer.decode_future(torch.stack(ids, dim=1), self._state["ctx"]))
+        rew = torch.stack(rewards, dim=1) if rewards and rewards[0] is not None else None
+        return self._out(frames), self._out(rew)
+
+
+def sequence_fields(tokenizer) -> dict:
+    """The transformer config fields that must come from the tokenizer."""
+    return {"context_tokens": tokenizer.n_context_tokens, "future_tokens": tokenizer.n_future_tokens,
+            "context_frames": tokenizer.context_frames, "context_vocab_size": tokenizer.context_vocab_size,
+            "future_vocab_size": tokenizer.future_vocab_size}
