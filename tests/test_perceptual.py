@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from ivideogpt.errors import CheckpointError, IVideoGPTError
 from ivideogpt.eval import LPIPS, STLPIPS, lpips, perceptual
-from ivideogpt.eval.lpips import alexnet_features
+from ivideogpt.eval.lpips_net import alexnet_features
 
-# `ivideogpt.eval.perceptual` is the function of that name; the module is reached through sys.modules.
-perceptual_mod = sys.modules["ivideogpt.eval.perceptual"]
+# The ST-LPIPS module (the package-level name `perceptual` is the metric function).
+perceptual_mod = importlib.import_module("ivideogpt.eval.stlpips")
 
 if importlib.util.find_spec("stlpips_pytorch") is None:  # find_spec, not import: its code is never run
     pytest.skip("stlpips-pytorch (the ST-LPIPS weights) is not installed", allow_module_level=True)

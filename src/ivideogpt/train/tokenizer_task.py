@@ -80,7 +80,7 @@ class TokenizerTask:
         self.resolution = tok.config.resolution
         perceptual = None
         if getattr(tok.config, "perceptual_weight", 0) > 0:
-            from ..eval.perceptual import STLPIPS
+            from ..eval.stlpips import STLPIPS
 
             perceptual = STLPIPS()
         return TokenizerTrainModule(tok, perceptual, self.cfg.n_future, self.cfg.seed)

@@ -194,7 +194,7 @@ class TransformerTask:
             raise ConfigError("both the tokenizer and the transformer are frozen: nothing to train")
         perceptual = None
         if not cfg.freeze_tokenizer and getattr(tok.config, "perceptual_weight", 0) > 0:
-            from ..eval.perceptual import STLPIPS
+            from ..eval.stlpips import STLPIPS
 
             perceptual = STLPIPS()
         self._module = TransformerTrainModule(wm, cfg, perceptual)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .perceptual import (
+from .stlpips import (
     ALEX_CHANNELS,
     PerceptualDistance,
     cached_net,

@@ -1,0 +1,71 @@
+"""Transformer config: architecture, plus the sequence numbers taken from the tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .layout import SequenceLayout
+
+
+@dataclass
+class TransformerConfig:
+    # LLaMA backbone (defaults: the paper's "small" model, GPT-2 small sizes).
+    n_layer: int = 12
+    d_model: int = 768
+    n_head: int = 12
+    d_ff: int = 3072
+    dropout: float = 0.1
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    init_std: float = 0.02
+    # Longest clip (context + future frames) a KV cache is sized for by default.
+    max_frames: int = 16
+    # Sequence numbers: written from the tokenizer when the model is created for training
+    # (defaults: the paper's 64x64 tokenizer).
+    context_tokens: int = 256
+    future_tokens: int = 16
+    context_frames: int = 2
+    context_vocab_size: int = 8192
+    future_vocab_size: int = 8192
+    # Interaction: action_dim 0 = action-free; raw actions are normalised with these statistics.
+    action_dim: int = 0
+    action_mean: list[float] = field(default_factory=list)
+    action_std: list[float] = field(default_factory=list)
+    use_reward: bool = False
+
+    def __post_init__(self):
+        if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
+            raise ValueError(f"d_model ({self.d_model}) must split into n_head ({self.n_head}) even-sized heads")
+        if self.action_dim < 0:
+            raise ValueError(f"action_dim must be >= 0, got {self.action_dim}")
+        for name in ("action_mean", "action_std"):
+            stats = getattr(self, name)
+            if stats and len(stats) != self.action_dim:
+                raise ValueError(f"{name} has {len(stats)} entries, expected action_dim = {self.action_dim}")
+        if self.action_std and min(self.action_std) < 0:
+            raise ValueError(f"action_std must be non-negative, got {self.action_std}")
+        if self.max_frames < self.context_frames + 1:
+            raise ValueError(f"max_frames ({self.max_frames}) must exceed context_frames ({self.context_frames})")
+        _ = self.layout  # validates the token counts
+
+    @property
+    def layout(self) -> SequenceLayout:
+        return SequenceLayout(
+            self.context_tokens,
+            self.future_tokens,
+            self.context_frames,
+            self.context_vocab_size,
+            self.future_vocab_size,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.layout.vocab_size
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def max_len(self) -> int:
+        return self.layout.length(self.max_frames)

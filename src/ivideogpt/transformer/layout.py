@@ -1,0 +1,150 @@
+"""The token sequence of a clip: the one place that knows where every token sits.
+
+    [S1] ctx_1 (N) [S1] ctx_2 (N) ... [S1] ctx_T0 (N) [S2] fut_1 (n) [S2] fut_2 (n) ...
+
+Vocabulary: context codes ``0 .. Vc-1``, future codes ``Vc .. Vc+Vf-1`` (the tokenizer's future
+ids offset by ``Vc``), then the two slot tokens ``S1 = Vc+Vf`` and ``S2 = Vc+Vf+1``.
+
+Unlike the reference we keep the very first [S1]: every frame then starts with a slot, so the
+arithmetic is uniform and the first context token has something to attend to. The length of a
+clip of ``T`` frames is ``(N+1)*T0 + (n+1)*(T-T0)``.
+
+Actions enter at the [S2] slot in front of the frame they lead to; the reward of the transition
+into a future frame is read at that frame's last token (it has seen the action and the whole frame).
+
+Goal-conditioned variant (:meth:`SequenceLayout.goal_reorder`): frames are reordered to
+``(o_T, o_1, ..., o_{T-1})`` so the goal is one more context frame in front. A goal-conditioned
+model is therefore built with ``context_frames = T0 + 1``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    context_tokens: int  # N: tokens per context frame
+    future_tokens: int  # n: tokens per future frame
+    context_frames: int  # T0
+    context_vocab: int  # Vc
+    future_vocab: int  # Vf
+
+    def __post_init__(self):
+        for name in ("context_tokens", "future_tokens", "context_frames", "context_vocab", "future_vocab"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SequenceLayout.{name} must be >= 1, got {getattr(self, name)}")
+
+    # -- vocabulary ---------------------------------------------------------------------------
+    @property
+    def slot_context(self) -> int:
+        return self.context_vocab + self.future_vocab
+
+    @property
+    def slot_future(self) -> int:
+        return self.context_vocab + self.future_vocab + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.context_vocab + self.future_vocab + 2
+
+    @property
+    def future_code_range(self) -> tuple[int, int]:
+        """Token ids ``[lo, hi)`` of future codes; sampling is restricted to this range."""
+        return self.context_vocab, self.context_vocab + self.future_vocab
+
+    # -- lengths ------------------------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        """Tokens of the context part (all [S1] + context codes): the prefill."""
+        return (self.context_tokens + 1) * self.context_frames
+
+    @property
+    def frame_length(self) -> int:
+        """Tokens per future frame including its [S2] slot."""
+        return self.future_tokens + 1
+
+    def length(self, num_frames: int) -> int:
+        if num_frames < self.context_frames:
+            raise ValueError(f"a clip needs at least {self.context_frames} frames, got {num_frames}")
+        return self.context_length + self.frame_length * (num_frames - self.context_frames)
+
+    def num_frames(self, length: int) -> int:
+        """Inverse of :meth:`length` (the length must end on a frame boundary)."""
+        extra = length - self.context_length
+        if extra < 0 or extra % self.frame_length:
+            raise ValueError(f"sequence length {length} does not end on a frame boundary of {self}")
+        return self.context_frames + extra // self.frame_length
+
+    # -- build / split ------------------------------------------------------------------------
+    def build(self, ctx_ids: torch.Tensor, fut_ids: torch.Tensor) -> torch.Tensor:
+        """``ctx_ids [B,T0,N]`` (0..Vc-1), ``fut_ids [B,F,n]`` (0..Vf-1) -> tokens ``[B,L]``."""
+        B = ctx_ids.shape[0]
+        if tuple(ctx_ids.shape[1:]) != (self.context_frames, self.context_tokens):
+            raise ValueError(
+                f"ctx_ids must be [B, {self.context_frames}, {self.context_tokens}], got {tuple(ctx_ids.shape)}"
+            )
+        if fut_ids.ndim != 3 or fut_ids.shape[0] != B or fut_ids.shape[2] != self.future_tokens:
+            raise ValueError(f"fut_ids must be [{B}, F, {self.future_tokens}], got {tuple(fut_ids.shape)}")
+        F = fut_ids.shape[1]
+        s1 = ctx_ids.new_full((B, self.context_frames, 1), self.slot_context)
+        s2 = ctx_ids.new_full((B, F, 1), self.slot_future)
+        ctx = torch.cat([s1, ctx_ids], dim=2).reshape(B, -1)
+        fut = torch.cat([s2, fut_ids.to(ctx_ids.dtype) + self.context_vocab], dim=2).reshape(B, -1)
+        return torch.cat([ctx, fut], dim=1)
+
+    def split(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of :meth:`build`: tokens ``[B,L]`` -> ``(ctx_ids [B,T0,N], fut_ids [B,F,n])``."""
+        B, L = tokens.shape
+        F = self.num_frames(L) - self.context_frames
+        ctx = tokens[:, : self.context_length].reshape(B, self.context_frames, self.context_tokens + 1)
+        fut = tokens[:, self.context_length :].reshape(B, F, self.frame_length)
+        return ctx[:, :, 1:], fut[:, :, 1:] - self.context_vocab
+
+    # -- positions ----------------------------------------------------------------------------
+    def action_positions(self, num_frames: int) -> torch.Tensor:
+        """``[F]``: the [S2] slot in front of each future frame (where its action is added)."""
+        F = self.num_frames(self.length(num_frames)) - self.context_frames  # validates num_frames
+        return self.context_length + self.frame_length * torch.arange(F)
+
+    def reward_positions(self, num_frames: int) -> torch.Tensor:
+        """``[F]``: last token of each future frame (where the reward into that frame is read)."""
+        return self.action_positions(num_frames) + self.future_tokens
+
+    def target_mask(self, num_frames: int) -> torch.Tensor:
+        """bool ``[L]``: True at i when token i+1 is a future code (the only tokens we train on).
+
+        That is every [S2] slot and every future token but the last of its frame; slots themselves
+        are forced, never predicted, and context frames are given.
+        """
+        L = self.length(num_frames)
+        nxt = torch.arange(1, L + 1)
+        off = nxt - self.context_length
+        return (nxt < L) & (off >= 0) & (off % self.frame_length != 0)
+
+    def slot_mask(self, start: int, stop: int) -> torch.Tensor:
+        """bool ``[stop-start]``: which absolute positions in ``[start, stop)`` are [S2] slots."""
+        off = torch.arange(start, stop) - self.context_length
+        return (off >= 0) & (off % self.frame_length == 0)
+
+    def future_frame_at(self, position: int) -> int:
+        """Index (0-based among future frames) of the frame whose [S2] slot is at ``position``."""
+        off = position - self.context_length
+        if off < 0 or off % self.frame_length:
+            raise ValueError(f"position {position} is not an [S2] slot (context length {self.context_length})")
+        return off // self.frame_length
+
+    # -- goal-conditioned variant ---------------------------------------------------------------
+    @staticmethod
+    def goal_reorder(frames):
+        """``frames [B,T,...] -> (o_T, o_1, ..., o_{T-1})``: the goal becomes the first context frame.
+
+        Works on tensors and numpy arrays; a model trained this way has ``context_frames = T0 + 1``.
+        """
+        if isinstance(frames, torch.Tensor):
+            return torch.cat([frames[:, -1:], frames[:, :-1]], dim=1)
+        import numpy as np
+
+        return np.concatenate([frames[:, -1:], frames[:, :-1]], axis=1)
