@@ -203,8 +203,11 @@ class WorldModel(torch.nn.Module):
         if a is None and self.action_dim > 0:
             raise ValueError(f"this world model is action-conditioned: step() needs actions [B, {self.action_dim}]")
         ids, reward = self._step_ids(a)
-        frame = to_uint8(self.tokenizer.decode_future(ids[:, None], s["ctx"]))[:, 0]
-        return StepResult(self._out(frame), self._out(reward))
+        return StepResult(self._out(self._decode(ids)), self._out(reward))
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """One frame's future ids [B, n] -> uint8 [B, H, W, 3]."""
+        return to_uint8(self.tokenizer.decode_future(ids[:, None], self._state["ctx"]))[:, 0]
 
     @torch.no_grad()
     def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None,
@@ -225,13 +228,15 @@ class WorldModel(torch.nn.Module):
                 raise ValueError("action-free rollout: pass horizon=K")
         k = a.shape[1] if a is not None else int(horizon)
         self.reset(context_frames, goal, temperature=temperature, top_k=top_k, seed=seed, generator=generator)
-        ids, rewards = [], []
+        frames, rewards = [], []
         for i in range(k):
             step_ids, r = self._step_ids(None if a is None else a[:, i])
-            ids.append(step_ids)
+            # Decoded frame by frame exactly as step() does: one batched decode of all K frames is the same
+            # maths, but its float sums differ in the last bit and flip a few uint8 pixels (measured), and
+            # rollout() must equal reset() + step() bit for bit.
+            frames.append(self._decode(step_ids))
             rewards.append(r)
-        # Future frames decode independently given the context, so decoding them all at once is exact.
-        frames = to_uint8(self.tokenizer.decode_future(torch.stack(ids, dim=1), self._state["ctx"]))
+        frames = torch.stack(frames, dim=1)
         rew = torch.stack(rewards, dim=1) if rewards and rewards[0] is not None else None
         return self._out(frames), self._out(rew)
 

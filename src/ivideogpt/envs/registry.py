@@ -10,7 +10,17 @@ from ..errors import ConfigError, IVideoGPTError
 from .experts import PusherExpert
 from .pusher import PusherEnv
 
-ENVS = {"pusher": PusherEnv}
+
+def _world_model_env(path, dataset=None, split="val", horizon=None, temperature=1.0, top_k=100,
+                     render_mode="rgb_array", device=None) -> gym.Env:
+    """``make('world_model', path=MODEL_OR_RUN_DIR, dataset=DATA_DIR, ...)``: see envs/world_model_env.py."""
+    from .world_model_env import WorldModelEnv  # imports torch: only when asked for
+
+    return WorldModelEnv(path, dataset, split=split, horizon=horizon, temperature=temperature, top_k=top_k,
+                         render_mode=render_mode, device=device)
+
+
+ENVS = {"pusher": PusherEnv, "world_model": _world_model_env}
 EXPERTS = {"pusher": PusherExpert}
 GYM_ID = "ivideogpt/Pusher-v0"
 
@@ -47,6 +57,8 @@ def make(name: str, **kwargs) -> gym.Env:
 def make_expert(name: str, **kwargs):
     """The scripted expert for environment ``name``, e.g. ``make_expert('pusher', noise=0.1, seed=0)``."""
     base, _ = _split(name)
+    if base not in EXPERTS:
+        raise ConfigError(f"environment '{name}' has no scripted expert; experts exist for {sorted(EXPERTS)}")
     return _build(EXPERTS[base], f"expert for '{name}'", kwargs)
 
 
