@@ -197,7 +197,8 @@ class Trainer:
 
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            info = {"task": self.task.name, "train": asdict(cfg), **self.run_info}
+            info = {"task": self.task.name, "train": asdict(cfg), "num_processes": acc.num_processes,
+                    "mixed_precision": acc.mixed_precision, **self.run_info}
             if not (self.out / "run.json").exists() or ck is None:
                 atomic_write_json(self.out / "run.json", info)
 

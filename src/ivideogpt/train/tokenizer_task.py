@@ -76,6 +76,7 @@ class TokenizerTask:
         return Tokenizer(from_dict(TokenizerConfig, self.model_config, where="tokenizer model config"))
 
     def trainable(self):
+        torch.manual_seed(self.cfg.seed)  # the same seed gives the same initial weights, run after run
         tok = self._build_tokenizer()
         self.resolution = tok.config.resolution
         perceptual = None

@@ -164,6 +164,7 @@ class TransformerTask:
         from ..world_model import WorldModel, sequence_fields
 
         cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, run after run
         base = WorldModel.from_pretrained(self.init) if self.init else None
         tok = base.tokenizer if base is not None and self.tokenizer_path is None else \
             Tokenizer.from_pretrained(self.tokenizer_path)
