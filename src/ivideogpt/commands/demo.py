@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 # Share of the --minutes budget per stage (collection and evaluation take about a minute each).
-TOKENIZER_SHARE = 0.30
-TRANSFORMER_SHARE = 0.55
+TOKENIZER_SHARE = 0.35
+TRANSFORMER_SHARE = 0.50
 
 
 def add_arguments(p):

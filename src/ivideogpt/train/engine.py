@@ -74,13 +74,17 @@ class StreamSampler(Sampler):
         return self.length
 
 
-def lr_lambda(cfg: TrainConfig):
+def lr_lambda(cfg: TrainConfig, time_fraction=lambda: 0.0):
+    """Warm-up, then constant or cosine. With a wall-clock budget (``max_minutes``) the cosine follows
+    whichever runs out first, steps or time, so a time-limited run still anneals."""
+
     def f(step: int) -> float:
         if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
         progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        progress = max(progress, min(1.0, time_fraction()))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
@@ -184,7 +188,10 @@ class Trainer:
 
         model = self.task.trainable()
         optimizer = make_optimizer(model, cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        self._elapsed_s = 0.0
+        budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(cfg, lambda: self._elapsed_s / budget_s if budget_s else 0.0))
         step = 0
         if ck is not None:
             self.task.load_model(model, ck / "model")
@@ -245,6 +252,7 @@ class Trainer:
                 gnorm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 logs["grad_norm"] = float(gnorm)
             optimizer.step()
+            self._elapsed_s = time.time() - t0
             scheduler.step()
             step += 1
             logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}

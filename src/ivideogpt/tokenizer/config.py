@@ -1,0 +1,153 @@
+"""Tokenizer configs. Every size in the models is derived from these fields (presets in configs/tokenizer/)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError
+
+
+@dataclass
+class BackboneConfig:
+    """Conv encoder/decoder and quantizer shared by the compressive and the per-frame tokenizer.
+
+    Defaults are the paper's 64x64 tokenizer (Table 2), laid out like the reference checkpoint.
+    """
+
+    resolution: int = 64
+    # "conv": 3x3 conv at full resolution (reference). "patch": a stem_patch x stem_patch stride-stem_patch
+    # conv in, PixelShuffle out -- far cheaper on CPU (paper-facts: 3.5 vs 8 ms per frame, better PSNR).
+    stem: Literal["conv", "patch"] = "conv"
+    stem_patch: int = 4
+    channels: list[int] = field(default_factory=lambda: [128, 256, 512])  # one per level; 2x down between
+    layers_per_block: int = 2
+    decoder_layers_per_block: int = 3
+    norm_groups: int = 32  # 0 = no GroupNorm in the conv stacks (attention inputs keep one group)
+    embed_dim: int = 64  # latent channels before quantization
+    mid_attention: bool = False  # self-attention in the mid block of the (unconditional) pair
+    # GroupNorm before the decoders' output conv (reference). Off, the output conv reads the residual
+    # stream directly and keeps per-frame colour offsets that GroupNorm removes (faster early learning).
+    # The encoders always keep it: without it their latents grew until FSQ's tanh saturated (codes died).
+    decoder_norm_out: bool = True
+    # quantizer: "vq" = nearest code (matmul + argmin) with dead-code restart; "fsq" = finite scalar levels
+    quantizer: Literal["vq", "fsq"] = "vq"
+    codebook_size: int = 8192  # vq only (fsq: product of fsq_levels)
+    codebook_dim: int | None = None  # vq code dim; None = embed_dim
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
+    commit_beta: float = 1.0  # weight of the encoder-side term inside the VQ loss (reference: 1.0)
+    dead_code_steps: int = 100  # vq: re-seed codes unused for this many training steps (0 = never)
+    # loss weights (paper: equal)
+    l1_weight: float = 1.0
+    commit_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    gan_weight: float = 0.0  # adversarial loss is not implemented; must stay 0
+
+    def __post_init__(self):
+        self.validate()
+
+    # ---- derived sizes ----------------------------------------------------------------------------
+    @property
+    def stem_stride(self) -> int:
+        return self.stem_patch if self.stem == "patch" else 1
+
+    def level_resolutions(self) -> list[int]:
+        """Spatial size of each encoder level's output (the last level does not downsample)."""
+        r = self.resolution // self.stem_stride
+        out = []
+        for i in range(len(self.channels)):
+            if i < len(self.channels) - 1:
+                r //= 2
+            out.append(r)
+        return out
+
+    @property
+    def latent_grid(self) -> int:
+        return self.level_resolutions()[-1]
+
+    @property
+    def code_dim(self) -> int:
+        return len(self.fsq_levels) if self.quantizer == "fsq" else (self.codebook_dim or self.embed_dim)
+
+    def validate(self) -> None:
+        if self.gan_weight != 0.0:
+            raise ConfigError(f"tokenizer.gan_weight: the adversarial loss is not implemented; expected 0.0, "
+                              f"got {self.gan_weight}")
+        if not self.channels:
+            raise ConfigError("tokenizer.channels: expected at least one level, got []")
+        bad = [c for c in self.channels if self.norm_groups and c % self.norm_groups]
+        if bad:
+            raise ConfigError(f"tokenizer.channels: each must be divisible by norm_groups={self.norm_groups}, "
+                              f"got {self.channels}")
+        down = self.stem_stride * 2 ** (len(self.channels) - 1)
+        if self.resolution % down:
+            raise ConfigError(f"tokenizer.resolution: must be divisible by {down} (stem x 2^(levels-1)), "
+                              f"got {self.resolution}")
+        if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise ConfigError(f"tokenizer.fsq_levels: expected a list of ints >= 2, got {self.fsq_levels}")
+        if self.quantizer == "vq" and self.codebook_size < 2:
+            raise ConfigError(f"tokenizer.codebook_size: expected >= 2, got {self.codebook_size}")
+
+
+@dataclass
+class TokenizerConfig(BackboneConfig):
+    """The compressive (conditional) tokenizer: a context pair and a prediction pair."""
+
+    context_frames: int = 2  # T0: every future frame attends to all of them
+    future_grid: int = 4  # future tokens per frame = future_grid^2 (latent split into patches)
+    cond_mid_attention: bool = True  # mid-block self-attention in the prediction pair (reference: yes)
+    cross_attn_max_res: int = 16  # cross-attention at every level whose map is <= this size
+    cross_attn_heads: int = 4
+    cross_attn_dropout: float = 0.1
+    # Not in the reference: also add the last context frame's map at the same positions (1x1 conv, zero init)
+    # at every cross-attention level. Lets small CPU-trained models place the scene from the first steps.
+    context_skip: bool = False
+    future_codebook_size: int = 8192  # vq only
+    future_fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
+    perceptual_on: Literal["both", "future"] = "both"
+    # Not in the paper: extra L1 weight on future-frame pixels that differ from the last context frame by
+    # more than motion_threshold (in [-1, 1] units). 0 = off (paper presets).
+    motion_weight: float = 0.0
+    motion_threshold: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        g = self.latent_grid
+        if self.future_grid < 1 or g % self.future_grid:
+            raise ConfigError(f"tokenizer.future_grid: must divide the latent grid {g}, got {self.future_grid}")
+        if self.context_frames < 1:
+            raise ConfigError(f"tokenizer.context_frames: expected >= 1, got {self.context_frames}")
+        if not any(r <= self.cross_attn_max_res for r in self.level_resolutions()):
+            raise ConfigError(f"tokenizer.cross_attn_max_res: {self.cross_attn_max_res} is below every level "
+                              f"({self.level_resolutions()}): future frames would never see the context")
+        if any(c % self.cross_attn_heads for c in self.channels):
+            raise ConfigError(f"tokenizer.cross_attn_heads: must divide every channel count {self.channels}, "
+                              f"got {self.cross_attn_heads}")
+        if self.quantizer == "fsq" and (not self.future_fsq_levels or min(self.future_fsq_levels) < 2):
+            raise ConfigError(f"tokenizer.future_fsq_levels: expected ints >= 2, got {self.future_fsq_levels}")
+
+    @property
+    def future_patch(self) -> int:
+        return self.latent_grid // self.future_grid
+
+    @property
+    def future_code_dim(self) -> int:
+        return len(self.future_fsq_levels) if self.quantizer == "fsq" else self.code_dim
+
+
+@dataclass
+class BaselineConfig(BackboneConfig):
+    """Per-frame tokenizer (no conditioning): every frame -> token_grid^2 tokens."""
+
+    token_grid: int = 16
+
+    def validate(self) -> None:
+        super().validate()
+        if self.token_grid < 1 or self.latent_grid % self.token_grid:
+            raise ConfigError(f"tokenizer.token_grid: must divide the latent grid {self.latent_grid}, "
+                              f"got {self.token_grid}")
+
+
+def vocab_size(quantizer: str, codebook_size: int, fsq_levels: list[int]) -> int:
+    return math.prod(fsq_levels) if quantizer == "fsq" else codebook_size
