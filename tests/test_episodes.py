@@ -242,3 +242,16 @@ def test_info_bad_dataset_exits_2_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "meta.json" in err
+
+
+def test_info_checks_every_episode_not_only_the_sheet(tmp_path, capsys):
+    """`ivideogpt info` is the integrity check: a truncated episode it would not draw still fails it."""
+    from ivideogpt.cli import main
+    from ivideogpt.commands.collect import collect
+
+    collect("pusher", tmp_path / "d", episodes=8, steps=6, size=32, progress=False)
+    f = tmp_path / "d" / "episodes" / "000001" / "frames.npy"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    assert main(["info", str(tmp_path / "d"), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "000001" in err[0] and "frames.npy" in err[0]

@@ -56,6 +56,7 @@ def describe(ds: EpisodeDataset) -> str:
 
 def run(args) -> int:
     ds = EpisodeDataset(args.dir)
+    ds.validate()  # an integrity check of every episode, before anything is printed
     print(describe(ds))
     if args.no_sheet or len(ds) == 0:
         return 0

@@ -417,6 +417,12 @@ class EpisodeDataset:
     def length(self, i: int) -> int:
         return self._lengths[self._index(i)]
 
+    def validate(self) -> None:
+        """Check every episode's files (headers and sizes only, no frame data read): DataError on the first
+        missing, truncated or wrong-shape file."""
+        for i in range(len(self)):
+            self._validated(i)
+
     def split(self, name: str) -> list[int]:
         if name not in self.meta["splits"]:
             valid = sorted(self.meta["splits"])
