@@ -335,7 +335,9 @@ def test_save_load_round_trip(tmp_path):
 def test_presets_build():
     with torch.device("meta"):
         tiny = Transformer.from_preset("tiny-cpu")
-    assert tiny.config.n_layer == 4 and tiny.config.max_len == 300
+    c = tiny.config
+    want = (c.context_tokens + 1) * c.context_frames + (c.future_tokens + 1) * (c.max_frames - c.context_frames)
+    assert c.n_layer == 4 and c.max_len == want
     with pytest.raises(ConfigError):
         Transformer.from_preset("no-such-preset")
     with pytest.raises(ConfigError):
