@@ -8,45 +8,26 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import conftest
 from ivideogpt import WorldModel
 from ivideogpt.cli import main
 from ivideogpt.commands.collect import collect
 from ivideogpt.data.episodes import EpisodeDataset
 from ivideogpt.errors import ConfigError, DataError
 from ivideogpt.eval.protocol import PSNR_CAP, best_of_k, evaluate
-from ivideogpt.tokenizer import Tokenizer
-from ivideogpt.transformer import Transformer, TransformerConfig
-from ivideogpt.world_model import sequence_fields
 
 i3d_mod = importlib.import_module("ivideogpt.eval.i3d")
 RES, T0, MAX_STEPS = 32, 2, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_world_model(seed: int = 0) -> WorldModel:
-    """16 + 4 tokens per frame, 2 layers; the zero-initialised action projection is re-drawn so actions matter."""
-    torch.manual_seed(seed)
-    tok = Tokenizer(dict(resolution=RES, stem="patch", stem_patch=4, channels=[16, 16], layers_per_block=1,
-                         decoder_layers_per_block=1, norm_groups=8, embed_dim=8, quantizer="fsq",
-                         fsq_levels=[4, 4], future_fsq_levels=[4, 4], context_frames=T0, future_grid=2,
-                         cross_attn_max_res=8, cross_attn_heads=2, cross_attn_dropout=0.0,
-                         mid_attention=False, cond_mid_attention=False))
-    cfg = TransformerConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, dropout=0.0, max_frames=T0 + MAX_STEPS,
-                            init_std=0.1, action_dim=2, use_reward=True, action_mean=[0.0, 0.0],
-                            action_std=[1.0, 1.0], **sequence_fields(tok))
-    tr = Transformer(cfg)
-    torch.nn.init.normal_(tr.action_linear.weight, std=1.0)
-    return WorldModel(tok, tr).eval()
+    return conftest.micro_world_model(seed=seed, context_frames=T0, max_steps=MAX_STEPS,
+                                      action_mean=[0.0, 0.0], action_std=[1.0, 1.0])
 
 
 @pytest.fixture(scope="module")

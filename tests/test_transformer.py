@@ -16,14 +16,7 @@ from ivideogpt.transformer import (
 A = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: one thread is as fast, and immune to oversubscription when the
-    # 2-core machine is shared (two threads under load measured 15x slower here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw):

@@ -12,44 +12,22 @@ import numpy as np
 import pytest
 import torch
 
+import conftest
 from ivideogpt import WorldModel
 from ivideogpt.errors import CheckpointError
 from ivideogpt.frames import to_model, to_uint8
-from ivideogpt.tokenizer import Tokenizer
-from ivideogpt.transformer import Transformer, TransformerConfig, symexp
-from ivideogpt.world_model import sequence_fields
+from ivideogpt.transformer import symexp
 
 RES, T0 = 32, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on 2 shared cores: intra-op threads mostly wait on each other (check_env measured 0.13 s with
-    # 1 thread vs 2.3 s with 2), so these tests run single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_world_model(action_dim: int = 2, use_reward: bool = True, goal_conditioned: bool = False,
                       seed: int = 0) -> WorldModel:
-    torch.manual_seed(seed)
-    tok = Tokenizer(dict(resolution=RES, stem="patch", stem_patch=4, channels=[16, 16], layers_per_block=1,
-                         decoder_layers_per_block=1, norm_groups=8, embed_dim=8, quantizer="fsq",
-                         fsq_levels=[4, 4], future_fsq_levels=[4, 4], context_frames=T0, future_grid=2,
-                         cross_attn_max_res=8, cross_attn_heads=2, cross_attn_dropout=0.0,
-                         mid_attention=False, cond_mid_attention=False))
-    seq = sequence_fields(tok)
-    seq["context_frames"] += int(goal_conditioned)
-    # init_std 0.1 spreads the logits so greedy argmax has no near-ties between cache and full forward.
-    cfg = TransformerConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, dropout=0.0, max_frames=T0 + 4 + goal_conditioned,
-                            init_std=0.1, action_dim=action_dim, use_reward=use_reward,
-                            action_mean=[0.5, -0.2][:action_dim], action_std=[2.0, 0.5][:action_dim], **seq)
-    tr = Transformer(cfg)
-    if action_dim:
-        torch.nn.init.normal_(tr.action_linear.weight, std=1.0)
-    return WorldModel(tok, tr, goal_conditioned=goal_conditioned).eval()
+    return conftest.micro_world_model(action_dim=action_dim, use_reward=use_reward, goal_conditioned=goal_conditioned,
+                                      seed=seed, context_frames=T0, action_mean=[0.5, -0.2], action_std=[2.0, 0.5])
 
 
 def context(b: int = 2, seed: int = 0) -> np.ndarray:

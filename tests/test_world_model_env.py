@@ -7,46 +7,26 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
+import conftest
 from ivideogpt import WorldModel
 from ivideogpt.commands.collect import collect
 from ivideogpt.envs import make
 from ivideogpt.envs.world_model_env import WorldModelEnv, WorldModelVectorEnv
 from ivideogpt.errors import CheckpointError, ConfigError, DataError
-from ivideogpt.tokenizer import Tokenizer
-from ivideogpt.transformer import Transformer, TransformerConfig
-from ivideogpt.world_model import sequence_fields
 
 RES, T0, HORIZON = 32, 2, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on 2 shared cores: intra-op threads mostly wait on each other (check_env measured 0.13 s with
-    # 1 thread vs 2.3 s with 2), so these tests run single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_world_model(action_dim: int = 2, use_reward: bool = True) -> WorldModel:
     """32x32 frames, 16 + 4 tokens per frame, max_steps = HORIZON; actions made to matter."""
-    torch.manual_seed(0)
-    tok = Tokenizer(dict(resolution=RES, stem="patch", stem_patch=4, channels=[16, 16], layers_per_block=1,
-                         decoder_layers_per_block=1, norm_groups=8, embed_dim=8, quantizer="fsq",
-                         fsq_levels=[4, 4], future_fsq_levels=[4, 4], context_frames=T0, future_grid=2,
-                         cross_attn_max_res=8, cross_attn_heads=2, cross_attn_dropout=0.0,
-                         mid_attention=False, cond_mid_attention=False))
-    cfg = TransformerConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, dropout=0.0, max_frames=T0 + HORIZON,
-                            init_std=0.1, action_dim=action_dim, use_reward=use_reward, **sequence_fields(tok))
-    tr = Transformer(cfg)
-    if action_dim:
-        torch.nn.init.normal_(tr.action_linear.weight, std=1.0)
-    return WorldModel(tok, tr).eval()
+    return conftest.micro_world_model(action_dim=action_dim, use_reward=use_reward, context_frames=T0,
+                                      max_steps=HORIZON)
 
 
 @pytest.fixture(scope="module")
