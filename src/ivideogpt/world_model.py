@@ -75,15 +75,15 @@ class WorldModel(torch.nn.Module):
     @classmethod
     def from_preset(cls, tokenizer: str = "tiny-cpu", transformer: str | None = None, **transformer_overrides):
         """An untrained world model; the transformer's sequence numbers are taken from the tokenizer."""
-        from .config import from_dict, load_preset, to_dict
+        from .config import from_dict, load_preset
         from .tokenizer import Tokenizer
         from .transformer import Transformer, TransformerConfig
 
         tok = Tokenizer.from_preset(tokenizer)
         cfg = dict(load_preset("transformer", transformer or tokenizer)["model"])
         cfg.update(sequence_fields(tok), **transformer_overrides)
-        tcfg = from_dict(TransformerConfig, {**to_dict(from_dict(TransformerConfig, cfg))})
-        return cls(tok, Transformer(tcfg))
+        where = f"transformer preset '{transformer or tokenizer}'"
+        return cls(tok, Transformer(from_dict(TransformerConfig, cfg, where=where)))
 
     def save_pretrained(self, path) -> None:
         with atomic_dir(path) as tmp:
