@@ -120,11 +120,15 @@ class ClipDataset(torch.utils.data.Dataset):
         return src, ep, start, rng
 
     def __getitem__(self, k: int) -> dict:
-        src, ep, start, rng = self.locate(int(k))
+        return self.read(*self.locate(int(k)))
+
+    def read(self, src: int, ep: int, start: int, rng: np.random.Generator | None = None) -> dict:
+        """The item for clip (source, episode, start); augmented only when this dataset augments and an rng
+        is given."""
         ds = self.datasets[src]
         clip = ds.clip(ep, start, self.clip_len, self.sources[src].frame_step)
         frames = to_model(clip["frames"])
-        if self.augment is not None and self.augment.enabled:
+        if self.augment is not None and self.augment.enabled and rng is not None:
             frames = aug.apply(frames, aug.sample_params(self.augment, rng), self.size)
         else:
             frames = aug.resize(frames, self.size)

@@ -70,35 +70,24 @@ class TokenCache(Dataset):
     def build(tok, clips, *, goal_conditioned: bool, stride: int, batch_size: int = 64, progress=True) -> dict:
         from tqdm import tqdm
 
-        from ..data.augment import resize
-        from ..frames import to_model
-
         items = []
         for src, (s, ds, eps) in enumerate(zip(clips.sources, clips.datasets, clips.eligible)):
             span = (clips.clip_len - 1) * s.frame_step + 1
             for ep in eps.tolist():
                 items += [(src, ep, st) for st in range(0, ds.length(ep) - span + 1, stride)]
-        t0 = tok.context_frames
-        sl = future_slice(t0, clips.clip_len, goal_conditioned)
+        sl = future_slice(tok.context_frames, clips.clip_len, goal_conditioned)
         out = {k: [] for k in ("ctx_ids", "fut_ids", "actions", "rewards", "source")}
         dev = next(tok.parameters()).device
         for b in tqdm(range(0, len(items), batch_size), desc="tokenizing clips (cached once)", disable=not progress,
                       dynamic_ncols=True):
-            chunk = items[b:b + batch_size]
-            frames, acts, rews = [], [], []
-            for src, ep, st in chunk:
-                c = clips.datasets[src].clip(ep, st, clips.clip_len, clips.sources[src].frame_step)
-                frames.append(resize(to_model(c["frames"]), clips.size))
-                a = np.zeros((clips.clip_len - 1, clips.action_dim), np.float32)
-                a[:, : c["actions"].shape[1]] = c["actions"]
-                acts.append(torch.from_numpy(a[sl]))
-                rews.append(torch.from_numpy(np.asarray(c["rewards"][sl], np.float32)))
-            ctx_ids, fut_ids = tokenize_clips(tok, torch.stack(frames).to(dev), goal_conditioned)
+            chunk = [clips.read(*item) for item in items[b:b + batch_size]]  # never augmented (no rng)
+            ctx_ids, fut_ids = tokenize_clips(tok, torch.stack([c["frames"] for c in chunk]).to(dev),
+                                              goal_conditioned)
             out["ctx_ids"].append(ctx_ids.cpu().to(torch.int32))
             out["fut_ids"].append(fut_ids.cpu().to(torch.int32))
-            out["actions"].append(torch.stack(acts))
-            out["rewards"].append(torch.stack(rews))
-            out["source"].append(torch.tensor([c[0] for c in chunk]))
+            out["actions"].append(torch.stack([c["actions"][sl] for c in chunk]))
+            out["rewards"].append(torch.stack([c["rewards"][sl] for c in chunk]))
+            out["source"].append(torch.tensor([c["source"] for c in chunk]))
         t = {k: torch.cat(v) for k, v in out.items()}
         t["probs"] = torch.tensor(clips.probs, dtype=torch.float64)
         return t
@@ -260,10 +249,11 @@ class TransformerTask:
         return TokenCache(tensors, cfg.seed)
 
     def _cache_key(self, tok, clips) -> str:
+        # Every byte of every tokenizer tensor: a fine-tuned tokenizer that differs anywhere must not reuse ids.
         h = hashlib.sha256()
         for k, v in sorted(tok.state_dict().items()):
             h.update(k.encode())
-            h.update(v.detach().cpu().float().numpy().tobytes()[:4096])
+            h.update(v.detach().cpu().float().contiguous().numpy().tobytes())
         h.update(repr([(str(d.path), d.meta["num_episodes"], s.frame_step) for d, s in
                        zip(clips.datasets, clips.sources)]).encode())
         h.update(repr((clips.clip_len, self.cfg.goal_conditioned, self.cfg.token_cache_stride)).encode())
