@@ -48,7 +48,7 @@ def run(args) -> int:
 
     from ..config import from_dict, load_preset, to_dict
     from ..data.clips import ClipDataset, MixtureSource
-    from ..data.episodes import EpisodeDataset
+    from ..errors import ConfigError
     from ..eval.prediction import predict_clips, summarize, write_rollout_gif
     from ..frames import to_uint8
     from ..train.config import TrainConfig
@@ -73,9 +73,7 @@ def run(args) -> int:
                                    "seed": args.seed})
     ttask = TokenizerTask(tp["model"], tcfg, sources)
     tok_run = out / "tokenizer"
-    module = ttask.trainable()
-    ttask.trainable = lambda: module
-    _train(ttask, tcfg, tok_run, {"preset": args.tokenizer_preset, "model": to_dict(module.tokenizer.config),
+    _train(ttask, tcfg, tok_run, {"preset": args.tokenizer_preset, "model": to_dict(ttask.trainable().tokenizer.config),
                                   "data": [str(data)]})
 
     print(f"[demo] 3/4 training the action-conditioned transformer ({args.transformer_preset}) with rewards for at "
@@ -86,14 +84,15 @@ def run(args) -> int:
     wm_run = out / "world_model"
     ptask = TransformerTask(pp["model"], pcfg, sources, tokenizer=str(tok_run), out=wm_run)
     pm = ptask.trainable()
+    max_steps = pm.wm.max_steps
+    if args.horizon > max_steps:  # checked before training, not after
+        raise ConfigError(f"--horizon {args.horizon} exceeds what this model rolls out per reset ({max_steps})")
     _train(ptask, pcfg, wm_run, {"preset": args.transformer_preset, "model": to_dict(pm.wm.transformer.config),
                                  "tokenizer": str(tok_run), "data": [str(data)]})
 
     print(f"[demo] 4/4 rolling out on held-out episodes (horizon {args.horizon})")
     wm = WorldModel.from_pretrained(wm_run)
     n_frames = wm.context_frames + args.horizon
-    if n_frames > wm.transformer.config.max_frames:
-        raise SystemExit(f"--horizon {args.horizon} exceeds what the model rolls out per reset ({wm.max_steps})")
     val = ClipDataset(sources, n_frames, split="val", resolution=wm.tokenizer.config.resolution,
                       val_clips_per_episode=2)
     items = [val[i] for i in range(min(args.eval_clips, len(val)))]
@@ -108,10 +107,9 @@ def run(args) -> int:
     n_show = min(6, first["target"].shape[0])
     write_rollout_gif(out / "rollout.gif", first["context"][:n_show], first["target"][:n_show],
                       first["pred"][:n_show], first["pred_shuffled"][:n_show])
-    dataset = EpisodeDataset(data)
     metrics = {
         "clips": len(items), "horizon": args.horizon, "context_frames": wm.context_frames,
-        "val_episodes": len(dataset.split("val")), **s,
+        "val_episodes": len(val.datasets[0].split("val")), **s,
         "model_minus_copy_last_psnr_db": round(s["psnr_model"]["mean"] - s["psnr_copy_last"]["mean"], 3),
         "model_minus_shuffled_psnr_db_second_half": round(
             s["psnr_model"]["second_half"] - s["psnr_shuffled"]["second_half"], 3),

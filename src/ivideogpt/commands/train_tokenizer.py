@@ -20,9 +20,7 @@ def run(args) -> int:
 
     model_cfg, cfg, info = resolve_config(args, "tokenizer")
     task = TokenizerTask(model_cfg, cfg, parse_sources(args.data), init=args.init)
-    module = task.trainable()  # validates the model config before anything is written
-    info["model"] = to_dict(module.tokenizer.config)
-    task.trainable = lambda: module
+    info["model"] = to_dict(task.trainable().tokenizer.config)  # validates the config before anything is written
     summary = Trainer(task, cfg, args.out, resume=args.resume, run_info=info,
                       progress=not args.no_progress).fit()
     print(json.dumps({"run": args.out, **summary}))

@@ -269,7 +269,7 @@ class Trainer:
         bar.close()
         if val_ds is not None and (cfg.val_every <= 0 or step % cfg.val_every != 0):
             last_val = self._validate(model, val_ds, step)
-        if latest_checkpoint(self.out) is None or not (self.out / "checkpoints" / f"step_{step:08d}").exists():
+        if not self._checkpoint_dir(step).exists():
             self._save(model, optimizer, scheduler, step)
         acc.wait_for_everyone()
         summary = {"step": step, "stopped_by": stopped_by, "seconds": round(time.time() - t0, 1),
@@ -305,12 +305,14 @@ class Trainer:
             self._log(f"val @ {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()))
         return logs
 
+    def _checkpoint_dir(self, step: int) -> Path:
+        return self.out / "checkpoints" / f"step_{step:08d}"
+
     def _save(self, model, optimizer, scheduler, step: int) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
         if self.is_main:
-            final = self.out / "checkpoints" / f"step_{step:08d}"
-            with atomic_dir(final) as tmp:
+            with atomic_dir(self._checkpoint_dir(step)) as tmp:
                 self.task.save_model(acc.unwrap_model(model), tmp / "model")
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "step": step, "rng": _rng_state()}, tmp / "train_state.pt")

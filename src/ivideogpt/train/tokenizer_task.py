@@ -66,6 +66,7 @@ class TokenizerTask:
 
     def __init__(self, model_config: dict, cfg: TrainConfig, sources, init: str | None = None):
         self.model_config, self.cfg, self.sources, self.init = model_config, cfg, sources, init
+        self._module = None
 
     def _build_tokenizer(self):
         from ..config import from_dict
@@ -76,6 +77,8 @@ class TokenizerTask:
         return Tokenizer(from_dict(TokenizerConfig, self.model_config, where="tokenizer model config"))
 
     def trainable(self):
+        if self._module is not None:
+            return self._module
         torch.manual_seed(self.cfg.seed)  # the same seed gives the same initial weights, run after run
         tok = self._build_tokenizer()
         self.resolution = tok.config.resolution
@@ -84,7 +87,8 @@ class TokenizerTask:
             from ..eval.stlpips import STLPIPS
 
             perceptual = STLPIPS()
-        return TokenizerTrainModule(tok, perceptual, self.cfg.n_future, self.cfg.seed)
+        self._module = TokenizerTrainModule(tok, perceptual, self.cfg.n_future, self.cfg.seed)
+        return self._module
 
     def _dataset(self, split: str):
         from ..data.augment import AugmentConfig
