@@ -126,17 +126,18 @@ class WorldModel(torch.nn.Module):
             raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
         return x
 
-    def _actions_in(self, actions, batch: int, steps: int | None) -> torch.Tensor | None:
+    def _actions_in(self, actions, batch: int, sequence: bool) -> torch.Tensor | None:
+        """Raw float actions [B, A] (one step) or [B, K, A] (``sequence``), on the model's device."""
         if actions is None:
             return None
         if self.action_dim == 0:
             raise ValueError("this world model is action-free (trained without actions): pass actions=None")
         a = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
-        want = (batch, self.action_dim) if steps is None else (batch, steps, self.action_dim)
-        if tuple(a.shape) != want and not (steps is not None and a.ndim == 3 and a.shape[0] == batch
-                                           and a.shape[2] == self.action_dim):
-            raise ValueError(f"actions: expected shape {list(want)} (batch, [steps,] action_dim), got {tuple(a.shape)}")
-        if not (a.is_floating_point()):
+        want = "[B, K, A]" if sequence else "[B, A]"
+        if a.ndim != (3 if sequence else 2) or a.shape[0] != batch or a.shape[-1] != self.action_dim:
+            raise ValueError(f"actions: expected shape {want} with B = {batch} and A = {self.action_dim}, "
+                             f"got {tuple(a.shape)}")
+        if not a.is_floating_point():
             raise TypeError(f"actions: expected a float array, got dtype {a.dtype}")
         return a.to(self.device, torch.float32)
 
@@ -149,24 +150,22 @@ class WorldModel(torch.nn.Module):
         if x.shape[1] != self.context_frames:
             raise ValueError(f"context_frames: this model takes exactly {self.context_frames} context frames, "
                              f"got {x.shape[1]}")
-        if self.goal_conditioned:
-            if goal is None:
-                raise ValueError("this world model is goal-conditioned: pass goal= (uint8 [B, H, W, 3])")
-            g = self._frames_in(goal, "goal", ndim=4)
-            if g.shape[0] != x.shape[0]:
-                raise ValueError(f"goal: batch {g.shape[0]} != context batch {x.shape[0]}")
-            x = torch.cat([g[:, None], x], dim=1)  # the goal is one more context frame, in front
-        elif goal is not None:
+        if self.goal_conditioned and goal is None:
+            raise ValueError("this world model is goal-conditioned: pass goal= (uint8 [B, H, W, 3])")
+        if not self.goal_conditioned and goal is not None:
             raise ValueError("this world model was not trained goal-conditioned: goal must be None")
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
-        frames = to_model(x, device=self.device)
-        ctx = self.tokenizer.encode_context_state(frames[:, -self.context_frames:] if self.goal_conditioned
-                                                  else frames)
+        ctx = self.tokenizer.encode_context_state(to_model(x, device=self.device))
         ctx_ids = ctx.ids
         if self.goal_conditioned:
-            ctx_ids = torch.cat([self.tokenizer.encode_context(frames[:, :1]), ctx_ids], dim=1)
+            g = self._frames_in(goal, "goal", ndim=4)
+            if g.shape[0] != x.shape[0]:
+                raise ValueError(f"goal: batch {g.shape[0]} != context batch {x.shape[0]}")
+            # The goal is one more context frame for the transformer, in front (the tokenizer never sees it).
+            goal_ids = self.tokenizer.encode_context(to_model(g[:, None], device=self.device))
+            ctx_ids = torch.cat([goal_ids, ctx_ids], dim=1)
         layout = self.transformer.config.layout
         tokens = layout.build(ctx_ids, ctx_ids.new_zeros(ctx_ids.shape[0], 0, layout.future_tokens))
         cache = self.transformer.new_cache(x.shape[0], device=self.device)
@@ -199,7 +198,7 @@ class WorldModel(torch.nn.Module):
         s = self._state
         if s is None:
             raise RuntimeError("call reset(context_frames) before step()")
-        a = self._actions_in(actions, s["batch"], None)
+        a = self._actions_in(actions, s["batch"], sequence=False)
         if a is None and self.action_dim > 0:
             raise ValueError(f"this world model is action-conditioned: step() needs actions [B, {self.action_dim}]")
         ids, reward = self._step_ids(a)
@@ -218,8 +217,8 @@ class WorldModel(torch.nn.Module):
         ``actions[:, i]`` is taken after the last frame seen and leads to ``frames[:, i]``. Action-free
         models take ``actions=None`` and a ``horizon``.
         """
-        b = context_frames.shape[0]
-        a = self._actions_in(actions, b, actions.shape[1] if actions is not None else None)
+        b = len(context_frames)
+        a = self._actions_in(actions, b, sequence=True)
         if a is None:
             if self.action_dim > 0:
                 raise ValueError(

@@ -29,13 +29,14 @@ class ContextState:
     """Everything future frames need from the context, computed once per reset.
 
     ``enc_kv``/``dec_kv``: per cross-attention level, the projected keys and values of the context
-    encoder's / decoder's maps ([B, heads, T0*h*w, d]); ``enc_kv`` is None when the state was built
+    encoder's / decoder's maps ([B, heads, T0*h*w, d]), plus the last context map [B, C, h, w] when the
+    config has ``context_skip``; ``enc_kv`` is None when the state was built
     from token ids (then future frames can be decoded but not encoded).
     """
 
     ids: torch.Tensor  # [B, T0, N]
-    enc_kv: list[tuple[torch.Tensor, torch.Tensor]] | None
-    dec_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    enc_kv: list[tuple[torch.Tensor, ...]] | None
+    dec_kv: list[tuple[torch.Tensor, ...]]
     recon: torch.Tensor  # decoded context frames [B, T0, 3, H, W]
 
     @property
