@@ -29,7 +29,7 @@ def run(args) -> int:
         raise DataError(f"{args.data}: no '{args.split}' clips of {n} frames")
     items = [ds[i] for i in range(min(args.clips, len(ds)))]
     frames = torch.stack([it["frames"] for it in items])
-    logs, image = recon_report(tok, frames, n_show=len(items))
+    logs, image, _ = recon_report(tok, frames, n_show=len(items))
     from PIL import Image
 
     Image.fromarray(image).save(args.out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checkpoint import load_pretrained_dir, load_state_dict_strict
@@ -13,24 +12,25 @@ from .config import TrainConfig
 
 
 @torch.no_grad()
-def reconstruct(tokenizer, frames: torch.Tensor) -> torch.Tensor:
-    """Clip float [B,T,3,H,W] -> its reconstruction through the public encode/decode path rollouts use."""
+def reconstruct(tokenizer, frames: torch.Tensor):
+    """Clip float [B,T,3,H,W] -> (reconstruction, context ids, future ids or None), through the public
+    encode/decode path rollouts use."""
     t0 = tokenizer.context_frames
-    ctx = tokenizer.encode_context_state(frames[:, :t0])
-    rec_ctx = tokenizer.decode_context(ctx.ids)
+    ctx = tokenizer.encode_context_state(frames[:, :t0])  # also holds the decoded context (ctx.recon)
     if frames.shape[1] == t0:
-        return rec_ctx
-    rec_fut = tokenizer.decode_future(tokenizer.encode_future(frames[:, t0:], ctx), ctx)
-    return torch.cat([rec_ctx, rec_fut], dim=1)
+        return ctx.recon, ctx.ids, None
+    fut_ids = tokenizer.encode_future(frames[:, t0:], ctx)
+    return torch.cat([ctx.recon, tokenizer.decode_future(fut_ids, ctx)], dim=1), ctx.ids, fut_ids
 
 
-def recon_report(tokenizer, frames: torch.Tensor, n_show: int = 4) -> tuple[dict, np.ndarray]:
-    """PSNR/SSIM of context and future reconstructions, and a PNG grid (rows: truth, reconstruction)."""
+def recon_report(tokenizer, frames: torch.Tensor, n_show: int = 4):
+    """PSNR/SSIM of context and future reconstructions, a PNG grid (rows: truth, reconstruction), and the
+    (context, future) token ids for codebook-usage counts."""
     from ..data.contact_sheet import contact_sheet
     from ..eval.metrics import psnr, ssim
 
     t0 = tokenizer.context_frames
-    rec = reconstruct(tokenizer, frames)
+    rec, ctx_ids, fut_ids = reconstruct(tokenizer, frames)
     real_u8, rec_u8 = to_uint8(frames), to_uint8(rec)
     p, s = psnr(real_u8, rec_u8), ssim(real_u8, rec_u8)  # [B, T]
     logs = {"psnr_context": float(p[:, :t0].mean()), "ssim_context": float(s[:, :t0].mean())}
@@ -39,7 +39,7 @@ def recon_report(tokenizer, frames: torch.Tensor, n_show: int = 4) -> tuple[dict
     rows = []
     for b in range(min(n_show, frames.shape[0])):
         rows += [real_u8[b].cpu().numpy(), rec_u8[b].cpu().numpy()]
-    return logs, contact_sheet(rows)
+    return logs, contact_sheet(rows), (ctx_ids, fut_ids)
 
 
 class TokenizerTrainModule(torch.nn.Module):
@@ -113,29 +113,20 @@ class TokenizerTask:
     def validate(self, module, batches):
         logs_sum: dict[str, float] = {}
         image = None
+        ctx_ids, fut_ids = [], []
         for i, b in enumerate(batches):
-            logs, img = recon_report(module.tokenizer, b["frames"])
+            logs, img, (c, f) = recon_report(module.tokenizer, b["frames"])
             image = img if i == 0 else image
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / len(batches)
+            ctx_ids.append(c.flatten())
+            if f is not None:
+                fut_ids.append(f.flatten())
         # Codebook health on held-out data: a collapsed future codebook means the decoder copies the context.
-        for k, v in self._usage(module.tokenizer, batches).items():
-            logs_sum[k] = v
-        return logs_sum, image
-
-    @staticmethod
-    def _usage(tok, batches) -> dict:
-        t0 = tok.context_frames
-        ctx_ids, fut_ids = [], []
-        for b in batches:
-            ctx = tok.encode_context_state(b["frames"][:, :t0])
-            ctx_ids.append(ctx.ids.flatten())
-            if b["frames"].shape[1] > t0:
-                fut_ids.append(tok.encode_future(b["frames"][:, t0:], ctx).flatten())
-        out = {"context_codes_used": float(torch.cat(ctx_ids).unique().numel())}
+        logs_sum["context_codes_used"] = float(torch.cat(ctx_ids).unique().numel())
         if fut_ids:
-            out["future_codes_used"] = float(torch.cat(fut_ids).unique().numel())
-        return out
+            logs_sum["future_codes_used"] = float(torch.cat(fut_ids).unique().numel())
+        return logs_sum, image
 
     def save_model(self, module, path: Path):
         module.tokenizer.save_pretrained(path)
