@@ -187,8 +187,8 @@ def test_expert_noise_and_random_bursts():
 
 def test_registry():
     assert isinstance(make("pusher", size=32), PusherEnv)
-    with pytest.raises(IVideoGPTError, match="sim"):
-        make("metaworld:hammer-v3")
+    with pytest.raises(IVideoGPTError, match="hammer-v3"):
+        make("metaworld:hamer-v3")  # a typo: the error names it (and suggests the close match)
     with pytest.raises(ConfigError, match="pusher"):
         make("cartpole")
     with pytest.raises(ConfigError, match="n_blocks"):

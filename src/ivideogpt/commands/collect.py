@@ -1,7 +1,10 @@
 """``ivideogpt collect``: run a scripted expert in an environment and write an episode dataset.
 
-Episode i is seeded from (seed, i) alone, so an interrupted collection resumed with ``--resume``
-produces exactly the data of an uninterrupted one.
+Episode i is seeded from (seed, i) alone, and in a multi-task collection (``--env metaworld:mt10`` or
+``metaworld:hammer,plate-slide``) its task is task ``i % n_tasks``, so an interrupted collection resumed with
+``--resume``, or one run with any ``--workers``, produces exactly the data of an uninterrupted one. Worker
+processes only produce episodes; the parent process writes them in episode order through one
+:class:`EpisodeWriter`, so ``meta.json`` stays consistent. Each episode records its task in its info.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ import numpy as np
 from ..config import parse_override
 from ..errors import ConfigError, DataError
 
+# Episodes a worker is handed at a time: small, so the writer is never far behind and progress stays smooth.
+WORKER_CHUNKSIZE = 1
+
 
 def add_arguments(p) -> None:
-    p.add_argument("--env", default="pusher", help="environment name (default: pusher)")
+    p.add_argument("--env", default="pusher",
+                   help="environment name (default: pusher); 'metaworld:<task>' (sim extra), or several Meta-World "
+                        "tasks: 'metaworld:mt10', 'metaworld:mbrl6', 'metaworld:hammer,plate-slide' (round robin)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes in the dataset")
     p.add_argument("--steps", type=int, required=True, help="frames per episode (T frames, T-1 actions)")
     p.add_argument("--noise", type=float, default=0.1, help="std of Gaussian noise on expert actions")
@@ -25,10 +33,13 @@ def add_arguments(p) -> None:
                    help="probability of starting a burst of random actions (default 0)")
     p.add_argument("--size", type=int, default=64, help="frame size in pixels (default 64)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes producing episodes (default 1: in this process); the data does not "
+                        "depend on it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted collection in --out")
     p.add_argument("--out", required=True, help="dataset directory to create")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="extra environment arguments, e.g. n_blocks=2 (values parsed as YAML)")
+                   help="extra environment arguments, e.g. n_blocks=2 or action_repeat=2 (values parsed as YAML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -65,27 +76,81 @@ def _check_resume(out: Path, extra: dict) -> None:
 def run(args) -> int:
     collect(args.env, args.out, episodes=args.episodes, steps=args.steps, noise=args.noise, epsilon=args.epsilon,
             size=args.size, seed=args.seed, resume=args.resume, env_kwargs=_env_kwargs(args.env_kwargs),
-            progress=not args.no_progress)
+            progress=not args.no_progress, workers=args.workers)
     return 0
+
+
+class EpisodeMaker:
+    """Makes episode i of a collection: a pure function of (settings, i). One per process; environments
+    and experts are built on first use and reused (reset(seed) makes every episode independent)."""
+
+    def __init__(self, tasks: list[str], env_kwargs: dict, noise: float, epsilon: float, steps: int, seed: int):
+        self.tasks, self.env_kwargs = list(tasks), dict(env_kwargs)
+        self.noise, self.epsilon, self.steps, self.seed = float(noise), float(epsilon), int(steps), int(seed)
+        self._built: dict = {}
+
+    def __getstate__(self):  # sent to worker processes without the environments built here
+        return {**self.__dict__, "_built": {}}
+
+    def task(self, i: int) -> str:
+        return self.tasks[i % len(self.tasks)]
+
+    def env(self, name: str):
+        from ..envs import make, make_expert
+
+        if name not in self._built:
+            self._built[name] = (make(name, **self.env_kwargs),
+                                 make_expert(name, noise=self.noise, epsilon=self.epsilon))
+        return self._built[name]
+
+    def __call__(self, i: int) -> tuple[int, dict]:
+        name = self.task(i)
+        env, expert = self.env(name)
+        env_seed, expert_seed = episode_seeds(self.seed, i)
+        frames, actions, rewards, success = _episode(env, expert, self.steps, env_seed, expert_seed)
+        return i, {"frames": frames, "actions": actions, "rewards": rewards, "success": success,
+                   "info": {"task": name}}
+
+
+_WORKER_MAKER: EpisodeMaker | None = None
+
+
+def _init_worker(maker: EpisodeMaker) -> None:
+    global _WORKER_MAKER
+    _WORKER_MAKER = maker
+
+
+def _worker_episode(i: int):
+    return _WORKER_MAKER(i)
 
 
 def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1, epsilon: float = 0.0,
             size: int = 64, seed: int = 0, resume: bool = False, env_kwargs: dict | None = None,
-            progress: bool = True) -> Path:
+            progress: bool = True, workers: int = 1) -> Path:
     """Collect ``episodes`` expert episodes of ``steps`` frames into the dataset directory ``out``."""
     from tqdm import tqdm
 
-    from ..data.episodes import EpisodeWriter, episode_dir
-    from ..envs import make, make_expert
+    from ..data.episodes import EpisodeDataset, EpisodeWriter, episode_dir
+    from ..envs.registry import expand
 
     if episodes < 1 or steps < 2:
         raise ConfigError(f"need --episodes >= 1 and --steps >= 2, got {episodes} and {steps}")
+    if workers < 1:
+        raise ConfigError(f"need --workers >= 1, got {workers}")
+    tasks = expand(env_name)
     kwargs = {"size": size, "max_episode_steps": steps - 1, **(env_kwargs or {})}
-    env = make(env_name, **kwargs)
-    expert = make_expert(env_name, noise=noise, epsilon=epsilon)
+    maker = EpisodeMaker(tasks, kwargs, noise, epsilon, steps, seed)
+    env, _ = maker.env(tasks[0])  # built here too: it checks the arguments and gives the frame size
+    if env.observation_space.shape[-1:] != (3,) or len(env.observation_space.shape) != 3:
+        raise ConfigError(f"environment '{tasks[0]}': collect needs single RGB frames [H, W, 3], got observations "
+                          f"of shape {list(env.observation_space.shape)} (frame_stack must be 1)")
     # JSON round trip so the comparison on --resume sees what is on disk (tuples become lists).
     extra = json.loads(json.dumps({"env": env_name, "env_kwargs": kwargs, "noise": noise,
                                    "epsilon": epsilon, "steps": steps, "seed": seed}))
+    if len(tasks) > 1:
+        extra["tasks"] = tasks
+    if callable(getattr(env, "config", None)):  # the effective settings, defaults included
+        extra["env_config"] = {k: v for k, v in json.loads(json.dumps(env.config())).items() if k != "task"}
     out = Path(out)
     if resume:
         _check_resume(out, extra)
@@ -95,16 +160,43 @@ def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1
                        fps=env.metadata.get("render_fps", 10), source=env_name, extra=extra,
                        resume=resume, seed=seed) as writer:
         start = writer.num_episodes
-        for i in tqdm(range(start, episodes), initial=start, total=episodes, unit="ep",
-                      desc=f"collect {env_name}", disable=not progress):
-            env_seed, expert_seed = episode_seeds(seed, i)
-            frames, actions, rewards, success = _episode(env, expert, steps, env_seed, expert_seed)
-            writer.add_episode(frames, actions, rewards, success)
+        todo = range(start, episodes)
+        bar = tqdm(total=episodes, initial=start, unit="ep", desc=f"collect {env_name}", disable=not progress)
+        if workers == 1 or len(todo) <= 1:
+            results = map(maker, todo)
+            pool = None
+        else:
+            import multiprocessing as mp
+
+            # spawn, not fork: a forked child would share the parent's GL context and MuJoCo state.
+            pool = mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker,
+                                                initargs=(maker,))
+            results = pool.imap(_worker_episode, todo, chunksize=WORKER_CHUNKSIZE)
+        try:
+            for i, ep in results:  # in episode order whatever the worker count
+                assert i == writer.num_episodes, (i, writer.num_episodes)
+                writer.add_episode(ep["frames"], ep["actions"], ep["rewards"], ep["success"], info=ep["info"])
+                bar.update(1)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
         n = writer.num_episodes
-    # Success rate over the whole dataset (resumed parts included): read back the small files.
-    ok = [np.load(episode_dir(out, i) / "success.npy")[-1] for i in range(n)]
+    elapsed = time.perf_counter() - t0
+    new_steps = (n - start) * (steps - 1)
+    # Success over the whole dataset (resumed parts included): read back the small files.
+    ds = EpisodeDataset(out)
+    ok = [bool(np.load(episode_dir(out, i) / "success.npy")[-1]) if ds.has_success else False for i in range(n)]
     print(f"collected {n} episodes ({n - start} new), {n * steps} frames, "
-          f"success {np.mean(ok):.0%} (at the last step), {time.perf_counter() - t0:.1f} s -> {out}")
+          f"success {np.mean(ok):.0%} (at the last step), {elapsed:.1f} s "
+          f"({new_steps / max(elapsed, 1e-9):.1f} env steps/s, {workers} worker(s)) -> {out}")
+    if len(tasks) > 1:
+        per_task: dict[str, list[bool]] = {}
+        for i in range(n):
+            per_task.setdefault(ds.episode_info(i).get("task", "?"), []).append(ok[i])
+        print("success by task: " + ", ".join(f"{t.partition(':')[2] or t} {np.mean(v):.0%} ({len(v)})"
+                                               for t, v in per_task.items()))
     return out
 
 

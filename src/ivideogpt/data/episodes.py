@@ -7,6 +7,7 @@ Layout::
     DIR/episodes/000000/actions.npy    # float32 [T-1, A]   action t is taken after seeing frame t
     DIR/episodes/000000/rewards.npy    # float32 [T-1]      reward t follows action t
     DIR/episodes/000000/success.npy    # bool    [T-1]      optional (all episodes or none)
+    DIR/episodes/000000/info.json      # small JSON dict     optional (e.g. {"task": "metaworld:hammer-v3"})
 
 Plain ``.npy`` (no compression, no archive) so a clip is one positioned read at a known offset (a
 memory-mapped slice for strided clips): reading 16 frames of a 500-frame episode touches only
@@ -19,7 +20,8 @@ picks up where it stopped.
 [H, W], ``fps``, ``action_dim``, ``num_episodes``, ``episode_lengths`` (frames per episode),
 ``num_frames``, ``action_stats`` / ``reward_stats`` ({mean, std, min, max}, per action dimension;
 population std; null before the first episode), ``has_success``, ``splits`` ({"train": [...],
-"val": [...]}, by episode), ``extra`` (free dict), plus ``val_fraction``, ``split_seed`` and
+"val": [...]}, by episode), ``extra`` (free dict), optionally ``episode_info`` (one dict per episode,
+a copy of its ``info.json``; absent in datasets without any), plus ``val_fraction``, ``split_seed`` and
 ``stats_state`` (running count/mean/M2/min/max, merged per episode with Chan's formula so that the
 statistics stay exact over all episodes across resumes).
 
@@ -50,6 +52,7 @@ FORMAT = "ivideogpt-episodes"
 VERSION = 1
 META = "meta.json"
 EPISODES = "episodes"
+INFO = "info.json"
 REQUIRED_FIELDS = (
     "format", "version", "source", "image_size", "fps", "action_dim", "num_episodes", "episode_lengths",
     "num_frames", "action_stats", "reward_stats", "has_success", "splits", "extra",
@@ -275,11 +278,15 @@ class EpisodeWriter:
                 warnings.warn(f"resume: dropping incomplete episode {d} ({e})", stacklevel=2)
                 shutil.rmtree(d, ignore_errors=True)
                 continue
-            self._count(t, ep["actions"], ep["rewards"], (d / "success.npy").exists())
+            self._count(t, ep["actions"], ep["rewards"], (d / "success.npy").exists(), _read_info(d))
         self._write_meta()
 
-    def _count(self, t: int, actions: np.ndarray, rewards: np.ndarray, has_success: bool) -> None:
+    def _count(self, t: int, actions: np.ndarray, rewards: np.ndarray, has_success: bool,
+               info: dict | None = None) -> None:
         m = self.meta
+        if info or "episode_info" in m:
+            # Datasets written before per-episode info existed get {} for their earlier episodes.
+            m.setdefault("episode_info", [{} for _ in range(m["num_episodes"])]).append(dict(info or {}))
         if m["has_success"] is None:
             m["has_success"] = has_success
         st = m["stats_state"]
@@ -296,8 +303,9 @@ class EpisodeWriter:
     def _write_meta(self) -> None:
         atomic_write_json(self.path / META, self.meta)
 
-    def add_episode(self, frames, actions=None, rewards=None, success=None) -> int:
-        """Validate and write one episode; return its index."""
+    def add_episode(self, frames, actions=None, rewards=None, success=None, info: dict | None = None) -> int:
+        """Validate and write one episode; return its index. ``info``: an optional small JSON-serialisable
+        dict about the episode (e.g. its task), stored as ``info.json`` and listed in ``meta['episode_info']``."""
         if self._closed:
             raise RuntimeError("EpisodeWriter is closed")
         m = self.meta
@@ -329,13 +337,22 @@ class EpisodeWriter:
                 f"{where} success: the dataset {'has' if m['has_success'] else 'has no'} success flags; "
                 f"every episode must {'pass' if m['has_success'] else 'omit'} success"
             )
+        if info is not None:
+            if not isinstance(info, dict):
+                raise DataError(f"{where} info: expected a dict, got {type(info).__name__}")
+            try:
+                info_json = json.dumps(info)
+            except (TypeError, ValueError) as e:
+                raise DataError(f"{where} info: must be JSON-serialisable ({e})") from None
         with atomic_dir(episode_dir(self.path, i)) as tmp:
             _save_npy(tmp / "frames.npy", np.ascontiguousarray(frames))
             _save_npy(tmp / "actions.npy", actions)
             _save_npy(tmp / "rewards.npy", rewards)
             if has_success:
                 _save_npy(tmp / "success.npy", success)
-        self._count(t, actions, rewards, has_success)
+            if info is not None:
+                (tmp / INFO).write_text(info_json)
+        self._count(t, actions, rewards, has_success, info)
         self._write_meta()
         return i
 
@@ -356,6 +373,20 @@ class EpisodeWriter:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _read_info(d: Path) -> dict:
+    """An episode directory's ``info.json`` ({} when it has none)."""
+    path = d / INFO
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    return info
 
 
 def _read_meta(root: Path) -> dict:
@@ -380,6 +411,10 @@ def _read_meta(root: Path) -> dict:
     if not isinstance(lengths, list) or len(lengths) != meta["num_episodes"]:
         raise DataError(f"{path}: episode_lengths has {len(lengths)} entries, num_episodes is "
                         f"{meta['num_episodes']}")
+    infos = meta.get("episode_info")
+    if infos is not None and (not isinstance(infos, list) or len(infos) != meta["num_episodes"]):
+        got = f"{len(infos)} entries" if isinstance(infos, list) else type(infos).__name__
+        raise DataError(f"{path}: episode_info must list one dict per episode ({meta['num_episodes']}), got {got}")
     splits = meta["splits"]
     if not (isinstance(splits, dict) and {"train", "val"} <= set(splits)):
         raise DataError(f"{path}: splits must be {{'train': [...], 'val': [...]}}, got {splits!r}")
@@ -474,6 +509,12 @@ class EpisodeDataset:
                     raise DataError(f"{self._path(i, name)}: truncated (file changed while reading)")
                 done += got
         return out
+
+    def episode_info(self, i: int) -> dict:
+        """Episode i's info dict (e.g. ``{'task': ...}``); {} for datasets or episodes without one."""
+        infos = self.meta.get("episode_info")
+        i = self._index(i)
+        return dict(infos[i]) if infos and i < len(infos) else {}
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         names = ["frames", "actions", "rewards"] + (["success"] if self.has_success else [])

@@ -7,29 +7,31 @@ import math
 import numpy as np
 
 
-class PusherExpert:
-    """Go around block 0 to the side opposite the goal, then push it onto the goal.
+class NoisyExpert:
+    """A scripted policy (``scripted(info)``, defined by subclasses) made noisy for data collection.
 
     ``noise``: std of Gaussian noise added to every action; ``epsilon``: probability of starting a
     burst of a random action held for ``burst`` (min, max) steps, so random data has real motion
-    rather than jitter. Actions are clipped to [-1, 1]. Reads only ``info`` (the low-dim state).
+    rather than jitter. Actions are clipped to [-1, 1]. ``reset(seed)`` makes the noise reproducible.
     """
 
-    def __init__(self, noise: float = 0.1, epsilon: float = 0.0, seed: int | None = None,
+    def __init__(self, action_dim: int, noise: float = 0.1, epsilon: float = 0.0, seed: int | None = None,
                  burst: tuple[int, int] = (2, 6)):
         if noise < 0 or not 0 <= epsilon <= 1:
             raise ValueError(f"need noise >= 0 and 0 <= epsilon <= 1, got noise={noise}, epsilon={epsilon}")
+        if not 1 <= int(burst[0]) <= int(burst[1]):
+            raise ValueError(f"need 1 <= burst[0] <= burst[1], got burst={tuple(burst)}")
+        self.action_dim = int(action_dim)
         self.noise, self.epsilon, self.burst = float(noise), float(epsilon), (int(burst[0]), int(burst[1]))
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
         self._random_action, self._random_left = None, 0
-        self._orbit = 0.0  # -1/+1 while going around block 0 (kept so the way round doesn't flip)
 
     def act(self, obs, info: dict) -> np.ndarray:
         if self._random_left == 0 and self.epsilon > 0 and self.rng.random() < self.epsilon:
-            self._random_action = self.rng.uniform(-1.0, 1.0, 2)
+            self._random_action = self.rng.uniform(-1.0, 1.0, self.action_dim)
             self._random_left = int(self.rng.integers(self.burst[0], self.burst[1] + 1))
         if self._random_left > 0:
             self._random_left -= 1
@@ -37,8 +39,24 @@ class PusherExpert:
         else:
             a = self.scripted(info)
         if self.noise > 0:
-            a = a + self.rng.normal(0.0, self.noise, 2)
+            a = a + self.rng.normal(0.0, self.noise, self.action_dim)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def scripted(self, info: dict) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PusherExpert(NoisyExpert):
+    """Go around block 0 to the side opposite the goal, then push it onto the goal (plus the noise of
+    :class:`NoisyExpert`). Reads only ``info`` (the low-dim state)."""
+
+    def __init__(self, noise: float = 0.1, epsilon: float = 0.0, seed: int | None = None,
+                 burst: tuple[int, int] = (2, 6)):
+        super().__init__(2, noise=noise, epsilon=epsilon, seed=seed, burst=burst)
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._orbit = 0.0  # -1/+1 while going around block 0 (kept so the way round doesn't flip)
 
     def scripted(self, info: dict) -> np.ndarray:
         """The noiseless action for the current state."""

@@ -1,12 +1,16 @@
-"""``make(name)``: environments by name ('pusher' now, 'metaworld:<task>' with the ``sim`` extra later)."""
+"""``make(name)``: environments by name: 'pusher', 'world_model', and 'metaworld:<task>' with the ``sim`` extra.
+
+Meta-World is imported only when asked for, so ``import ivideogpt`` and ``make('pusher')`` never load MuJoCo.
+"""
 
 from __future__ import annotations
 
 import inspect
+from functools import partial
 
 import gymnasium as gym
 
-from ..errors import ConfigError, IVideoGPTError
+from ..errors import ConfigError
 from .experts import PusherExpert
 from .pusher import PusherEnv
 
@@ -25,16 +29,43 @@ EXPERTS = {"pusher": PusherExpert}
 GYM_ID = "ivideogpt/Pusher-v0"
 
 
+def _metaworld():
+    """The Meta-World module, or a ConfigError saying how to get it."""
+    try:
+        from . import metaworld
+    except ImportError as e:  # metaworld or mujoco missing
+        raise ConfigError(
+            f"Meta-World environments need the `sim` extra: pip install 'ivideogpt[sim]' ({e})"
+        ) from None
+    return metaworld
+
+
 def _split(name: str) -> tuple[str, str | None]:
     base, _, task = name.partition(":")
     if base == "metaworld":
-        raise IVideoGPTError(
-            f"environment '{name}': Meta-World needs the `sim` extra (pip install 'ivideogpt[sim]') and its "
-            "collector, which is not part of this version yet; use 'pusher'"
-        )
+        if not task:
+            raise ConfigError(f"environment '{name}': name a task, e.g. 'metaworld:hammer' or 'metaworld:hammer-v3'")
+        return base, task
     if name not in ENVS:
         raise ConfigError(f"unknown environment '{name}'; known: {sorted(ENVS)} and 'metaworld:<task>'")
     return base, task or None
+
+
+def _metaworld_task(name: str, task: str) -> str:
+    tasks = _metaworld().expand_tasks(task)
+    if len(tasks) != 1:
+        raise ConfigError(f"environment '{name}' names {len(tasks)} tasks; make() builds one task at a time "
+                          "(multi-task names are for `ivideogpt collect`)")
+    return tasks[0]
+
+
+def expand(name: str) -> list[str]:
+    """The single-task environment names of ``name``: 'metaworld:mt10' -> ten 'metaworld:<task>-v3' names,
+    'metaworld:hammer,plate-slide' -> two; any other name -> [name]."""
+    base, task = _split(name)
+    if base != "metaworld":
+        return [name]
+    return [f"metaworld:{t}" for t in _metaworld().expand_tasks(task)]
 
 
 def _build(cls, what: str, kwargs: dict):
@@ -49,14 +80,20 @@ def _build(cls, what: str, kwargs: dict):
 
 
 def make(name: str, **kwargs) -> gym.Env:
-    """An environment by name, e.g. ``make('pusher', size=64, n_blocks=2)``."""
-    base, _ = _split(name)
+    """An environment by name, e.g. ``make('pusher', size=64, n_blocks=2)`` or ``make('metaworld:hammer')``."""
+    base, task = _split(name)
+    if base == "metaworld":
+        return _build(partial(_metaworld().MetaWorldEnv, _metaworld_task(name, task)),
+                      f"environment '{name}'", kwargs)
     return _build(ENVS[base], f"environment '{name}'", kwargs)
 
 
 def make_expert(name: str, **kwargs):
     """The scripted expert for environment ``name``, e.g. ``make_expert('pusher', noise=0.1, seed=0)``."""
-    base, _ = _split(name)
+    base, task = _split(name)
+    if base == "metaworld":
+        return _build(partial(_metaworld().MetaWorldExpert, _metaworld_task(name, task)),
+                      f"expert for '{name}'", kwargs)
     if base not in EXPERTS:
         raise ConfigError(f"environment '{name}' has no scripted expert; experts exist for {sorted(EXPERTS)}")
     return _build(EXPERTS[base], f"expert for '{name}'", kwargs)
