@@ -20,6 +20,12 @@ SMALL = dict(resolution=32, stem="patch", stem_patch=2, channels=[16, 32], layer
              cross_attn_heads=2, cross_attn_dropout=0.0, cond_mid_attention=True)
 
 
+# The CPU preset's variant: coarser context tokens, decoder on the real context frames, residual output.
+CPU_VARIANT = dict(channels=[16], context_grid=4, future_decoder_context="frames", future_residual=True,
+                   context_motion_weight=5.0)
+VARIANTS = pytest.mark.parametrize("kw", [{}, CPU_VARIANT], ids=["paper", "cpu-variant"])
+
+
 def small(**kw) -> Tokenizer:
     torch.manual_seed(0)
     return Tokenizer(TokenizerConfig(**{**SMALL, **kw})).eval()
@@ -41,15 +47,16 @@ def test_token_counts_follow_config():
         cfg = load_preset("tokenizer", preset)["model"]
         tok = meta_model(preset)
         down = (cfg.get("stem_patch", 4) if cfg.get("stem") == "patch" else 1) * 2 ** (len(cfg["channels"]) - 1)
-        assert tok.context_grid == cfg["resolution"] // down
+        assert tok.context_grid == cfg.get("context_grid") or cfg["resolution"] // down
         assert tok.n_context_tokens == tok.context_grid**2
         assert tok.n_future_tokens == cfg["future_grid"] ** 2
         assert tok.context_frames == cfg["context_frames"] and tok.resolution == cfg["resolution"]
     paper = meta_model("paper-64")
     assert (paper.n_context_tokens, paper.n_future_tokens) == (256, 16)  # paper: 16x16 and 4x4
     assert paper.context_vocab_size == paper.future_vocab_size == 8192
-    tiny = meta_model("tiny-cpu")
-    assert (tiny.n_context_tokens, tiny.n_future_tokens, tiny.context_vocab_size) == (256, 16, 1024)
+    tiny = meta_model("tiny-cpu")  # the CPU preset: 8x8 context tokens, FSQ (8,5,5,5) future codes
+    assert (tiny.n_context_tokens, tiny.n_future_tokens, tiny.context_vocab_size, tiny.future_vocab_size) == \
+        (64, 16, 1024, 1000)
 
 
 @pytest.mark.parametrize("preset,paper_params", [("paper-64", 114e6), ("paper-256", 310e6)])
@@ -112,14 +119,17 @@ def test_user_errors_are_clear():
     with pytest.raises(ConfigError, match="unknown field"):
         Tokenizer({"chanels": [8]})
     with pytest.raises(ConfigError, match="gan_weight"):
-        TokenizerConfig(gan_weight=0.1)
+        BaselineConfig(gan_weight=0.1)
+    with pytest.raises(ConfigError, match="context_grid"):
+        TokenizerConfig(context_grid=5)
     with pytest.raises(ConfigError, match="future_grid"):
         TokenizerConfig(future_grid=3)
 
 
 # ---- causality: future frame i depends only on the context and frame i -------------------------------
-def test_future_encoding_is_causal_per_frame():
-    tok = small()
+@VARIANTS
+def test_future_encoding_is_causal_per_frame(kw):
+    tok = small(**kw)
     x = clip(2, 6)
     with torch.no_grad():
         state = tok.encode_context_state(x[:, :2])
@@ -136,8 +146,9 @@ def test_future_encoding_is_causal_per_frame():
         assert not torch.equal(ids3, ids)
 
 
-def test_future_decoding_is_causal_per_frame():
-    tok = small()
+@VARIANTS
+def test_future_decoding_is_causal_per_frame(kw):
+    tok = small(**kw)
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(0, tok.future_vocab_size, (2, 4, tok.n_future_tokens), generator=g)
     with torch.no_grad():
@@ -262,3 +273,73 @@ def test_tiny_cpu_preset_one_training_step():
     loss.backward()
     assert torch.isfinite(loss) and rec["future"].shape == (1, 1, 3, tok.resolution, tok.resolution)
     assert all(p.grad is not None for p in tok.parameters() if p.requires_grad)
+
+
+# ---- the CPU variant: context grid, decoding against the real frames, residual output ------------------
+def test_cpu_variant_sizes_and_decoding_needs_frames():
+    tok = small(**CPU_VARIANT)
+    x = clip(2, 5)
+    assert tok.n_context_tokens == 16 and tok.context_grid == 4
+    with torch.no_grad():
+        ctx_ids, fut_ids = tok.tokenize(x, 2)
+        assert ctx_ids.shape == (2, 2, 16) and fut_ids.shape == (2, 3, tok.n_future_tokens)
+        with pytest.raises(DataError, match="real context frames"):
+            tok.detokenize(ctx_ids, fut_ids)
+        out = tok.detokenize(ctx_ids, fut_ids, context_frames=x[:, :2])
+        assert out.shape == x.shape
+        # Residual: the prediction decoder's output is a change added to the last real context frame.
+        torch.nn.init.zeros_(tok.cond_decoder.conv_out.weight)
+        torch.nn.init.zeros_(tok.cond_decoder.conv_out.bias)
+        copy = tok.decode_future(fut_ids, tok.encode_context_state(x[:, :2]))
+        assert torch.equal(copy, x[:, 1:2].expand_as(copy))
+
+
+def test_context_motion_weight_adds_loss_on_moving_context_pixels():
+    x = clip(2, 4)
+    x[:, 2:] = x[:, :1]  # frames 2, 3 equal frame 0; frame 1 (the last context frame) differs everywhere
+    base, _, _ = small(**{**CPU_VARIANT, "context_motion_weight": 0.0}).training_losses(x, n_context=2)
+    more, logs, _ = small(**CPU_VARIANT).training_losses(x, n_context=2)
+    assert more.item() > base.item() and logs["motion_l1"] > 0
+
+
+# ---- optional hinge-GAN ---------------------------------------------------------------------------------
+def test_gan_generator_term_leaves_discriminator_alone():
+    from ivideogpt.tokenizer.discriminator import PatchDiscriminator, generator_logits
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(8, 2)
+    fake = (torch.rand(3, 3, 32, 32) * 2 - 1).requires_grad_()
+    generator_logits(disc, fake).mean().backward()
+    assert all(p.grad is None for p in disc.parameters()) and fake.grad.abs().sum() > 0
+
+
+def test_adaptive_weight_is_the_gradient_norm_ratio():
+    from ivideogpt.tokenizer.discriminator import adaptive_weight
+
+    w = torch.randn(4, 3, requires_grad=True)
+    x = torch.randn(5, 3)
+    y = x @ w.T
+    assert adaptive_weight((y**2).sum(), (2 * y).sum(), w).item() == pytest.approx(
+        (2 * y.T @ x).norm().item() / ((2 * torch.ones_like(y)).T @ x).norm().item(), rel=1e-4)
+
+
+def test_gan_training_step_moves_each_player_by_its_own_loss():
+    from ivideogpt.tokenizer.discriminator import hinge_d_loss
+    from ivideogpt.train.tokenizer_task import TokenizerTrainModule
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(**{**SMALL, "gan_weight": 0.5, "disc_channels": 8, "disc_layers": 2}))
+    module = TokenizerTrainModule(tok, None, n_future=None, seed=0)
+    x = clip(2, 4)
+    gen = torch.Generator().manual_seed(1)
+    loss, logs, rec = tok.training_losses(x, n_context=2, generator=gen, discriminator=module.discriminator)
+    assert logs["gan_weight"] > 0 and {"gan_g", "gan_d"} <= set(logs)
+    loss.backward()
+    # The discriminator's gradient is exactly that of its hinge loss on the (detached) reconstructions.
+    got = [p.grad.clone() for p in module.discriminator.parameters()]
+    module.discriminator.zero_grad()
+    fake = torch.cat([rec["context"], rec["future"]], 1).flatten(0, 1)
+    hinge_d_loss(module.discriminator(x.flatten(0, 1)), module.discriminator(fake)).backward()
+    for a, p in zip(got, module.discriminator.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-6)
+    assert tok.cond_decoder.conv_out.weight.grad.abs().sum() > 0

@@ -39,9 +39,11 @@ def _weights(run):
     return load_file(str(latest_checkpoint(run) / "model" / "model.safetensors"))
 
 
-def test_tokenizer_resume_equals_uninterrupted(data, tmp_path):
-    assert _tok(data, tmp_path / "a", "--max-steps", "4", "--set", "train.save_every=2") == 0
-    assert _tok(data, tmp_path / "b", "--max-steps", "4", "--set", "train.save_every=2") == 0
+@pytest.mark.parametrize("gan", [[], ["--set", "model.gan_weight=0.5", "--set", "model.gan_start_step=1",
+                                     "--set", "model.disc_channels=8"]], ids=["plain", "gan"])
+def test_tokenizer_resume_equals_uninterrupted(data, tmp_path, gan):
+    assert _tok(data, tmp_path / "a", "--max-steps", "4", "--set", "train.save_every=2", *gan) == 0
+    assert _tok(data, tmp_path / "b", "--max-steps", "4", "--set", "train.save_every=2", *gan) == 0
     # Kill run b right after its step-2 checkpoint, then resume it.
     shutil.rmtree(tmp_path / "b" / "checkpoints" / "step_00000004")
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
@@ -52,6 +54,10 @@ def test_tokenizer_resume_equals_uninterrupted(data, tmp_path):
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
+    if gan:  # the discriminator is training state: it resumes too
+        da, db = (load_file(str(latest_checkpoint(tmp_path / r) / "discriminator.safetensors")) for r in "ab")
+        for k in da:
+            torch.testing.assert_close(da[k], db[k], rtol=0, atol=1e-5, msg=k)
 
 
 def test_transformer_run_is_a_world_model(data, tmp_path):

@@ -93,14 +93,8 @@ def cross_attn_levels(cfg: BackboneConfig) -> tuple[list[int], list[int]]:
     if not isinstance(cfg, TokenizerConfig):
         return [], []
     m = cfg.cross_attn_max_res
-    enc_res, dec_res = cfg.level_resolutions(), decoder_resolutions(cfg)
+    enc_res, dec_res = cfg.level_resolutions(), cfg.decoder_resolutions()
     return [i for i, r in enumerate(enc_res) if r <= m], [i for i, r in enumerate(dec_res) if r <= m]
-
-
-def decoder_resolutions(cfg: BackboneConfig) -> list[int]:
-    """Map size after the mid block (stage 0) and after each up block (every one but the last doubles)."""
-    n = len(cfg.channels)
-    return [cfg.latent_grid * 2 ** min(i, n - 1) for i in range(n + 1)]
 
 
 def _cross_blocks(cfg: TokenizerConfig, levels: list[int], chans: list[int], res: list[int]) -> nn.ModuleList:
@@ -118,13 +112,13 @@ class Encoder(nn.Module):
     context's keys/values; without it (context encoder) the maps are returned for the context state.
     """
 
-    def __init__(self, cfg: BackboneConfig, *, mid_attention: bool, cross_attn: bool):
+    def __init__(self, cfg: BackboneConfig, *, mid_attention: bool, cross_attn: bool, in_channels: int = 3):
         super().__init__()
         ch, g = cfg.channels, cfg.norm_groups
         if cfg.stem == "patch":
-            self.conv_in = nn.Conv2d(3, ch[0], cfg.stem_patch, stride=cfg.stem_patch)
+            self.conv_in = nn.Conv2d(in_channels, ch[0], cfg.stem_patch, stride=cfg.stem_patch)
         else:
-            self.conv_in = nn.Conv2d(3, ch[0], 3, padding=1)
+            self.conv_in = nn.Conv2d(in_channels, ch[0], 3, padding=1)
         self.down_blocks = nn.ModuleList([
             ResStage(ch[max(i - 1, 0)], ch[i], cfg.layers_per_block, g, "down" if i < len(ch) - 1 else None)
             for i in range(len(ch))
@@ -170,7 +164,7 @@ class Decoder(nn.Module):
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
         self.levels = cross_attn_levels(cfg)[1]
         if cross_attn:
-            self.cross_att_blocks = _cross_blocks(cfg, self.levels, [ch[0]] + ch, decoder_resolutions(cfg))
+            self.cross_att_blocks = _cross_blocks(cfg, self.levels, [ch[0]] + ch, cfg.decoder_resolutions())
 
     def forward(self, z: torch.Tensor, kv: list | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.mid_block(self.conv_in(z))

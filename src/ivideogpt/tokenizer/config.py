@@ -42,7 +42,12 @@ class BackboneConfig:
     l1_weight: float = 1.0
     commit_weight: float = 1.0
     perceptual_weight: float = 1.0
-    gan_weight: float = 0.0  # adversarial loss is not implemented; must stay 0
+    # Optional hinge-GAN (VQGAN): weight x adaptive weight x generator loss, from gan_start_step on; a PatchGAN
+    # discriminator of disc_layers layers, disc_channels wide (compressive tokenizer only). 0 = off (default).
+    gan_weight: float = 0.0
+    gan_start_step: int = 0
+    disc_channels: int = 64
+    disc_layers: int = 3
 
     def __post_init__(self):
         self.validate()
@@ -62,6 +67,11 @@ class BackboneConfig:
             out.append(r)
         return out
 
+    def decoder_resolutions(self) -> list[int]:
+        """Map size after the decoder's mid block (stage 0) and after each up block (all but the last double)."""
+        n = len(self.channels)
+        return [self.latent_grid * 2 ** min(i, n - 1) for i in range(n + 1)]
+
     @property
     def latent_grid(self) -> int:
         return self.level_resolutions()[-1]
@@ -71,9 +81,10 @@ class BackboneConfig:
         return len(self.fsq_levels) if self.quantizer == "fsq" else (self.codebook_dim or self.embed_dim)
 
     def validate(self) -> None:
-        if self.gan_weight != 0.0:
-            raise ConfigError(f"tokenizer.gan_weight: the adversarial loss is not implemented; expected 0.0, "
-                              f"got {self.gan_weight}")
+        if self.gan_weight < 0 or self.gan_start_step < 0 or self.disc_layers < 1 or self.disc_channels < 4:
+            raise ConfigError(f"tokenizer GAN settings: expected gan_weight >= 0, gan_start_step >= 0, disc_layers "
+                              f">= 1, disc_channels >= 4; got {self.gan_weight}, {self.gan_start_step}, "
+                              f"{self.disc_layers}, {self.disc_channels}")
         if not self.channels:
             raise ConfigError("tokenizer.channels: expected at least one level, got []")
         bad = [c for c in self.channels if self.norm_groups and c % self.norm_groups]
@@ -96,6 +107,9 @@ class TokenizerConfig(BackboneConfig):
 
     context_frames: int = 2  # T0: every future frame attends to all of them
     future_grid: int = 4  # future tokens per frame = future_grid^2 (latent split into patches)
+    # Context tokens per frame = context_grid^2. None (paper): one token per latent position. Smaller: the
+    # latent is cut into patches like the future one -- a shorter transformer sequence, for CPU-sized models.
+    context_grid: int | None = None
     cond_mid_attention: bool = True  # mid-block self-attention in the prediction pair (reference: yes)
     cross_attn_max_res: int = 16  # cross-attention at every level whose map is <= this size
     cross_attn_heads: int = 4
@@ -104,18 +118,39 @@ class TokenizerConfig(BackboneConfig):
     # at every cross-attention level. Lets small CPU-trained models place the scene from the first steps.
     context_skip: bool = False
     future_codebook_size: int = 8192  # vq only
+    # The future codebook's quantizer; None = the same as ``quantizer``. Measured on pusher (RESULTS.md): with a
+    # residual decoder, VQ kept the arm out of the future tokens for 1200+ steps while FSQ let it through.
+    future_quantizer: Literal["vq", "fsq"] | None = None
     future_fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
     perceptual_on: Literal["both", "future"] = "both"
     # Not in the paper: extra L1 weight on future-frame pixels that differ from the last context frame by
     # more than motion_threshold (in [-1, 1] units). 0 = off (paper presets).
     motion_weight: float = 0.0
     motion_threshold: float = 0.1
+    # Not in the paper: the same extra weight on the *context* frames' pixels that change anywhere in the clip
+    # (the arm, pushed objects). Small moving objects otherwise vanish from the context tokens, and a transformer
+    # that cannot see where the arm starts cannot learn what an action does to it.
+    context_motion_weight: float = 0.0
+    # What the prediction decoder attends to. "decoded" (paper): the context decoder's maps, rebuilt from the
+    # context *tokens* -- future frames can be decoded from ids alone. "frames": the context encoder's maps of the
+    # real context frames (a world model always has them), so the static scene is not limited by how well the
+    # context tokens reconstruct it; decoding then needs the context frames, not just their ids.
+    future_decoder_context: Literal["decoded", "frames"] = "decoded"
+    # Not in the paper: the prediction decoder outputs a change added to the last context frame (the real one
+    # with future_decoder_context=frames, else its reconstruction): the static scene costs nothing to learn.
+    # Without motion_weight the decoder can settle on "no change" and leave the future tokens unused.
+    future_residual: bool = False
+    # Not in the paper: the prediction encoder also sees the future frame minus the last context frame, so what
+    # changed is in its input from the first step instead of being discovered through the cross-attention.
+    future_encoder_delta: bool = False
 
     def validate(self) -> None:
         super().validate()
         g = self.latent_grid
         if self.future_grid < 1 or g % self.future_grid:
             raise ConfigError(f"tokenizer.future_grid: must divide the latent grid {g}, got {self.future_grid}")
+        if self.context_grid is not None and (self.context_grid < 1 or g % self.context_grid):
+            raise ConfigError(f"tokenizer.context_grid: must divide the latent grid {g}, got {self.context_grid}")
         if self.context_frames < 1:
             raise ConfigError(f"tokenizer.context_frames: expected >= 1, got {self.context_frames}")
         if not any(r <= self.cross_attn_max_res for r in self.level_resolutions()):
@@ -124,8 +159,20 @@ class TokenizerConfig(BackboneConfig):
         if any(c % self.cross_attn_heads for c in self.channels):
             raise ConfigError(f"tokenizer.cross_attn_heads: must divide every channel count {self.channels}, "
                               f"got {self.cross_attn_heads}")
-        if self.quantizer == "fsq" and (not self.future_fsq_levels or min(self.future_fsq_levels) < 2):
+        if self.future_decoder_context == "frames":
+            enc = {(r, c) for r, c in zip(self.level_resolutions(), self.channels) if r <= self.cross_attn_max_res}
+            dec = decoder_levels(self)
+            missing = [lv for lv in dec if lv not in enc]
+            if missing:
+                raise ConfigError(f"tokenizer.future_decoder_context: 'frames' needs a context encoder map for every "
+                                  f"decoder cross-attention level (resolution, channels) {missing}; encoder has "
+                                  f"{sorted(enc)}")
+        if self.future_kind == "fsq" and (not self.future_fsq_levels or min(self.future_fsq_levels) < 2):
             raise ConfigError(f"tokenizer.future_fsq_levels: expected ints >= 2, got {self.future_fsq_levels}")
+
+    @property
+    def context_patch(self) -> int:
+        return self.latent_grid // (self.context_grid or self.latent_grid)
 
     @property
     def future_patch(self) -> int:
@@ -133,7 +180,11 @@ class TokenizerConfig(BackboneConfig):
 
     @property
     def future_code_dim(self) -> int:
-        return len(self.future_fsq_levels) if self.quantizer == "fsq" else self.code_dim
+        return len(self.future_fsq_levels) if self.future_kind == "fsq" else (self.codebook_dim or self.embed_dim)
+
+    @property
+    def future_kind(self) -> str:
+        return self.future_quantizer or self.quantizer
 
 
 @dataclass
@@ -144,9 +195,18 @@ class BaselineConfig(BackboneConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.gan_weight != 0.0:
+            raise ConfigError(f"tokenizer.gan_weight: the per-frame baseline trains without the adversarial loss; "
+                              f"expected 0.0, got {self.gan_weight}")
         if self.token_grid < 1 or self.latent_grid % self.token_grid:
             raise ConfigError(f"tokenizer.token_grid: must divide the latent grid {self.latent_grid}, "
                               f"got {self.token_grid}")
+
+
+def decoder_levels(cfg: TokenizerConfig) -> list[tuple[int, int]]:
+    """(resolution, channels) of each prediction-decoder map that cross-attends to the context."""
+    ch = list(reversed(cfg.channels))
+    return [(r, c) for r, c in zip(cfg.decoder_resolutions(), [ch[0]] + ch) if r <= cfg.cross_attn_max_res]
 
 
 def vocab_size(quantizer: str, codebook_size: int, fsq_levels: list[int]) -> int:

@@ -17,7 +17,7 @@ from ..config import apply_overrides, from_dict, load_preset, to_dict
 from ..errors import ConfigError, DataError
 from ..frames import to_model
 from .blocks import Decoder, Encoder
-from .config import TokenizerConfig
+from .config import TokenizerConfig, decoder_levels
 from .losses import Perceptual, l1_sum, perceptual_mean, psnr_db
 from .quantizer import make_quantizer
 
@@ -36,8 +36,11 @@ class ContextState:
 
     ids: torch.Tensor  # [B, T0, N]
     enc_kv: list[tuple[torch.Tensor, ...]] | None
-    dec_kv: list[tuple[torch.Tensor, ...]]
+    dec_kv: list[tuple[torch.Tensor, ...]] | None  # None: built from ids, decoder attends to real frames
     recon: torch.Tensor  # decoded context frames [B, T0, 3, H, W]
+    # The last real context frame [B, 3, H, W] (None when built from ids): the base a residual prediction
+    # decoder adds its output to.
+    last_frame: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -45,7 +48,8 @@ class ContextState:
 
     def _map(self, fn) -> ContextState:
         kv = lambda lst: None if lst is None else [tuple(fn(t) for t in item) for item in lst]
-        return ContextState(fn(self.ids), kv(self.enc_kv), kv(self.dec_kv), fn(self.recon))
+        return ContextState(fn(self.ids), kv(self.enc_kv), kv(self.dec_kv), fn(self.recon),
+                            None if self.last_frame is None else fn(self.last_frame))
 
     def expand(self, k: int) -> ContextState:
         """Repeat each sample k times (sample-major: b0, b0, ..., b1, ...) for K rollouts per context."""
@@ -123,16 +127,21 @@ class Tokenizer(PretrainedMixin, nn.Module):
         self.config = cfg
         self.encoder = Encoder(cfg, mid_attention=cfg.mid_attention, cross_attn=False)
         self.decoder = Decoder(cfg, mid_attention=cfg.mid_attention, cross_attn=False)
-        self.cond_encoder = Encoder(cfg, mid_attention=cfg.cond_mid_attention, cross_attn=True)
+        self.cond_encoder = Encoder(cfg, mid_attention=cfg.cond_mid_attention, cross_attn=True,
+                                    in_channels=6 if cfg.future_encoder_delta else 3)
         self.cond_decoder = Decoder(cfg, mid_attention=cfg.cond_mid_attention, cross_attn=True)
         p = cfg.future_patch
-        self.quant_conv = nn.Conv2d(cfg.embed_dim, cfg.code_dim, 1)
+        cp = cfg.context_patch
+        # One token per latent position (reference layout: 1x1 convs), or per cp x cp patch (linear, as the future).
+        self.quant_conv = nn.Conv2d(cfg.embed_dim, cfg.code_dim, 1) if cp == 1 else \
+            nn.Linear(cfg.embed_dim * cp * cp, cfg.code_dim)
         self.quantize = make_quantizer(cfg.quantizer, size=cfg.codebook_size, dim=cfg.code_dim,
                                        levels=cfg.fsq_levels, beta=cfg.commit_beta,
                                        dead_code_steps=cfg.dead_code_steps)
-        self.post_quant_conv = nn.Conv2d(cfg.code_dim, cfg.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(cfg.code_dim, cfg.embed_dim, 1) if cp == 1 else \
+            nn.Linear(cfg.code_dim, cfg.embed_dim * cp * cp)
         self.quant_linear = nn.Linear(cfg.embed_dim * p * p, cfg.future_code_dim)
-        self.dynamics_quantize = make_quantizer(cfg.quantizer, size=cfg.future_codebook_size,
+        self.dynamics_quantize = make_quantizer(cfg.future_kind, size=cfg.future_codebook_size,
                                                 dim=cfg.future_code_dim, levels=cfg.future_fsq_levels,
                                                 beta=cfg.commit_beta, dead_code_steps=cfg.dead_code_steps)
         self.post_quant_linear = nn.Linear(cfg.future_code_dim, cfg.embed_dim * p * p)
@@ -147,7 +156,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
     # ---- sizes (all derived from the config) -----------------------------------------------------
     @property
     def context_grid(self) -> int:
-        return self.config.latent_grid
+        return self.config.context_grid or self.config.latent_grid
 
     @property
     def future_grid(self) -> int:
@@ -181,36 +190,64 @@ class Tokenizer(PretrainedMixin, nn.Module):
     def _encode_ctx(self, x: torch.Tensor):
         b, t = x.shape[:2]
         z, feats = self.encoder(x.flatten(0, 1))
-        q = self.quantize(self.quant_conv(z).permute(0, 2, 3, 1))  # channels-last [B*T, g, g, d]
+        cp, g = self.config.context_patch, self.context_grid
+        if cp == 1:
+            z = self.quant_conv(z).permute(0, 2, 3, 1)  # channels-last [B*T, g, g, d]
+        else:
+            z = self.quant_conv(patchify(z, cp)).reshape(z.shape[0], g, g, -1)
+        q = self.quantize(z)
         feats = [f.reshape(b, t, *f.shape[1:]) for f in feats]
         return q, feats
 
     def _decode_ctx(self, codes: torch.Tensor, b: int, t: int):
         """codes [B*T, g, g, d] -> frames [B, T, 3, H, W] and the decoder maps [B, T, C, h, w]."""
-        out, feats = self.decoder(self.post_quant_conv(codes.permute(0, 3, 1, 2)))
+        cp = self.config.context_patch
+        if cp == 1:
+            z = self.post_quant_conv(codes.permute(0, 3, 1, 2))
+        else:
+            z = unpatchify(self.post_quant_conv(codes.flatten(1, 2)), cp, self.config.embed_dim)
+        out, feats = self.decoder(z)
         return out.reshape(b, t, *out.shape[1:]), [f.reshape(b, t, *f.shape[1:]) for f in feats]
 
-    def _state(self, ids, enc_feats, dec_feats, recon) -> ContextState:
+    def _state(self, ids, enc_feats, dec_feats, recon, frames=None) -> ContextState:
         if ids.shape[1] != self.context_frames:
             raise DataError(f"context: this tokenizer is conditioned on exactly {self.context_frames} context "
                             f"frames, got {ids.shape[1]}")
-        enc_kv = None
+        enc_kv = dec_kv = None
         if enc_feats is not None:
             enc_kv = [blk.context_kv(f) for blk, f in zip(self.cond_encoder.cross_att_blocks, enc_feats)]
-        dec_kv = [blk.context_kv(f) for blk, f in zip(self.cond_decoder.cross_att_blocks, dec_feats)]
-        return ContextState(ids.reshape(ids.shape[0], ids.shape[1], -1), enc_kv, dec_kv, recon)
+        if self.config.future_decoder_context == "frames":
+            if enc_feats is not None:  # decoder level (resolution, channels) -> the encoder map of that shape
+                by_shape = {(f.shape[-1], f.shape[2]): f for f in enc_feats}
+                dec_feats = [by_shape[lv] for lv in decoder_levels(self.config)]
+            else:
+                dec_feats = None
+        if dec_feats is not None:
+            dec_kv = [blk.context_kv(f) for blk, f in zip(self.cond_decoder.cross_att_blocks, dec_feats)]
+        last = None if frames is None else frames[:, -1]
+        return ContextState(ids.reshape(ids.shape[0], ids.shape[1], -1), enc_kv, dec_kv, recon, last)
 
     def _encode_fut(self, x: torch.Tensor, state: ContextState):
         if state.enc_kv is None:
             raise ValueError("encode_future needs a ContextState built from context frames, not token ids")
+        if self.config.future_encoder_delta:
+            x = torch.cat([x, x - state.last_frame[:, None]], dim=2)
         z, _ = self.cond_encoder(x.flatten(0, 1), state.enc_kv)
         return self.dynamics_quantize(self.quant_linear(patchify(z, self.config.future_patch)))
 
     def _decode_fut(self, codes: torch.Tensor, state: ContextState, b: int, t: int) -> torch.Tensor:
         """codes [B*T, n, d] -> frames [B, T, 3, H, W]."""
+        if state.dec_kv is None:
+            raise DataError("decode_future: this tokenizer decodes future frames against the real context frames "
+                            "(future_decoder_context: frames); pass the context frames or a ContextState built "
+                            "from them, not context token ids")
         z = unpatchify(self.post_quant_linear(codes), self.config.future_patch, self.config.embed_dim)
         out, _ = self.cond_decoder(z, state.dec_kv)
-        return out.reshape(b, t, *out.shape[1:])
+        out = out.reshape(b, t, *out.shape[1:])
+        if self.config.future_residual:
+            base = state.last_frame if self.config.future_decoder_context == "frames" else state.recon[:, -1]
+            out = out + base[:, None]
+        return out
 
     def _check_batch(self, state: ContextState, b: int) -> None:
         if state.batch_size != b:
@@ -231,7 +268,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
         b, t = x.shape[:2]
         q, enc_feats = self._encode_ctx(x)
         recon, dec_feats = self._decode_ctx(q.z_q, b, t)
-        return self._state(q.ids.reshape(b, t, -1), enc_feats, dec_feats, recon)
+        return self._state(q.ids.reshape(b, t, -1), enc_feats, dec_feats, recon, x)
 
     def context_state_from_ids(self, ids: torch.Tensor) -> ContextState:
         """Context token ids [B, T0, N] -> a decode-only ContextState."""
@@ -281,11 +318,25 @@ class Tokenizer(PretrainedMixin, nn.Module):
     def detokenize(self, ctx_ids: torch.Tensor, fut_ids: torch.Tensor, context_frames=None) -> torch.Tensor:
         """Ids -> frames [B, T0 + T, 3, H, W]. The future is always decoded against the context *ids*
         (as in training); ``context_frames``, if given, are returned in place of the decoded context."""
-        state = self.context_state_from_ids(ctx_ids)
+        if context_frames is not None and self.config.future_decoder_context == "frames":
+            state = self.encode_context_state(context_frames)
+        else:
+            state = self.context_state_from_ids(ctx_ids)
         ctx = state.recon
         if context_frames is not None:
             ctx = as_model_frames(context_frames, self.resolution, "context frames").to(ctx)
         return torch.cat([ctx, self.decode_future(fut_ids, state)], dim=1)
+
+    def _gan_terms(self, disc: nn.Module, rec_loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor):
+        from .discriminator import adaptive_weight, generator_logits, hinge_d_loss
+
+        real, fake = real.flatten(0, 1), fake.flatten(0, 1)
+        g_loss = -generator_logits(disc, fake).mean()
+        # Balanced at the prediction decoder's output layer: the future frames are what the model exists for.
+        w = self.config.gan_weight * adaptive_weight(rec_loss, g_loss, self.cond_decoder.conv_out.weight)
+        d_loss = hinge_d_loss(disc(real), disc(fake.detach()))
+        logs = {"gan_g": g_loss.item(), "gan_d": d_loss.item(), "gan_weight": w.item()}
+        return rec_loss + w * g_loss + d_loss, logs
 
     def _check_n_context(self, n_context: int | None) -> int:
         if n_context is None:
@@ -297,9 +348,11 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
     # ---- training -----------------------------------------------------------------------------------
     def training_losses(self, frames, *, n_context: int, n_future: int | None = None,
-                        perceptual: Perceptual | None = None, generator: torch.Generator | None = None):
+                        perceptual: Perceptual | None = None, generator: torch.Generator | None = None,
+                        discriminator: nn.Module | None = None):
         """One clip batch -> (loss, logs, recon). A random subset of ``n_future`` of the frames after the
-        context is reconstructed (the same subset for the whole batch; None = all of them)."""
+        context is reconstructed (the same subset for the whole batch; None = all of them). With a
+        ``discriminator`` (and ``gan_weight`` > 0) the loss also holds the hinge-GAN terms of both players."""
         cfg = self.config
         n_context = self._check_n_context(n_context)
         x = as_model_frames(frames, self.resolution, "frames")
@@ -314,7 +367,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
         cq, enc_feats = self._encode_ctx(ctx)
         ctx_rec, dec_feats = self._decode_ctx(cq.z_q, b, n_context)
-        state = self._state(cq.ids.reshape(b, n_context, -1), enc_feats, dec_feats, ctx_rec)
+        state = self._state(cq.ids.reshape(b, n_context, -1), enc_feats, dec_feats, ctx_rec, ctx)
         fq = self._encode_fut(fut, state)
         fut_rec = self._decode_fut(fq.z_q, state, b, fut.shape[1])
 
@@ -328,6 +381,12 @@ class Tokenizer(PretrainedMixin, nn.Module):
             moving = ((fut - ctx[:, -1:]).abs().amax(2, keepdim=True) > cfg.motion_threshold).to(fut.dtype)
             motion = ((fut_rec - fut).abs() * moving).sum() / fut.numel()
             loss = loss + cfg.motion_weight * motion
+        if cfg.context_motion_weight > 0:
+            # Context pixels that differ from some future frame of the clip: where the arm and pushed objects are.
+            moving = ((ctx[:, :, None] - fut[:, None]).abs().amax(3).amax(2)[:, :, None] > cfg.motion_threshold)
+            ctx_motion = ((ctx_rec - ctx).abs() * moving.to(ctx.dtype)).sum() / ctx.numel()
+            loss = loss + cfg.context_motion_weight * ctx_motion
+            motion = motion + ctx_motion
         perc = torch.zeros((), device=x.device)
         if perceptual is not None and cfg.perceptual_weight > 0:
             if cfg.perceptual_on == "both":
@@ -335,7 +394,12 @@ class Tokenizer(PretrainedMixin, nn.Module):
             else:
                 perc = perceptual_mean(perceptual, fut_rec, fut)
             loss = loss + cfg.perceptual_weight * perc
+        gan_logs = {}
+        if discriminator is not None and cfg.gan_weight > 0:
+            loss, gan_logs = self._gan_terms(discriminator, loss, torch.cat([ctx, fut], 1),
+                                             torch.cat([ctx_rec, fut_rec], 1))
         logs = {
+            **gan_logs,
             "loss": loss.item(), "l1": l1.item(), "perceptual": perc.item(), "motion_l1": motion.item(),
             "commit_context": cq.loss.item(), "commit_future": fq.loss.item(),
             "psnr_context": psnr_db(ctx_rec, ctx), "psnr_future": psnr_db(fut_rec, fut),

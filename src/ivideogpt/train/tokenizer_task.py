@@ -10,6 +10,8 @@ from ..checkpoint import load_pretrained_dir, load_state_dict_strict
 from ..frames import to_uint8
 from .config import TrainConfig
 
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+
 
 @torch.no_grad()
 def reconstruct(tokenizer, frames: torch.Tensor):
@@ -50,14 +52,24 @@ class TokenizerTrainModule(torch.nn.Module):
         self.tokenizer = tokenizer
         self.perceptual = perceptual
         self.n_future, self.seed = n_future, seed
+        cfg = tokenizer.config
+        self.discriminator = None
+        if getattr(cfg, "gan_weight", 0) > 0:
+            from ..tokenizer.discriminator import PatchDiscriminator
+
+            self.discriminator = PatchDiscriminator(cfg.disc_channels, cfg.disc_layers)
 
     def forward(self, batch, step: int):
         # The random subset of future frames is a function of (seed, step): resume stays exact.
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        gan_on = self.discriminator is not None and step >= self.tokenizer.config.gan_start_step
         loss, logs, _ = self.tokenizer.training_losses(
             batch["frames"], n_context=self.tokenizer.context_frames, n_future=self.n_future,
-            perceptual=self.perceptual, generator=gen,
+            perceptual=self.perceptual, generator=gen, discriminator=self.discriminator if gan_on else None,
         )
+        if self.discriminator is not None and not gan_on:
+            # Every parameter takes part in every step (DDP requires it); before the start the terms weigh 0.
+            loss = loss + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
         return loss, logs
 
 
@@ -130,7 +142,21 @@ class TokenizerTask:
 
     def save_model(self, module, path: Path):
         module.tokenizer.save_pretrained(path)
+        if module.discriminator is not None:  # training state: beside the model, not inside it
+            from safetensors.torch import save_file
+
+            save_file(module.discriminator.state_dict(), str(path.parent / DISCRIMINATOR_FILE))
 
     def load_model(self, module, path: Path):
         _, state = load_pretrained_dir(path, "tokenizer")
         load_state_dict_strict(module.tokenizer, state, str(path))
+        if module.discriminator is not None:
+            from safetensors.torch import load_file
+
+            from ..errors import CheckpointError
+
+            f = path.parent / DISCRIMINATOR_FILE
+            if not f.exists():
+                raise CheckpointError(f"{f}: missing; this run trains with gan_weight > 0 and cannot resume "
+                                      "without its discriminator")
+            load_state_dict_strict(module.discriminator, load_file(str(f)), str(f))
