@@ -7,6 +7,7 @@ that context frames carry information a world model has to keep. Observations ar
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -198,6 +199,35 @@ class PusherEnv(gym.Env):
         if self.render_mode != "rgb_array" or self._frame is None:
             return None
         return self._frame.copy()
+
+    # ---- state save / restore (planning with the simulator as the model) -------------------------
+
+    # Everything reset() draws or step() changes. The episode's scene (background with the goal drawn
+    # in, shapes, colours) is part of the state so that a fresh env of the same size restores exactly.
+    _STATE_FIELDS = ("background", "kinds", "sizes", "colours", "bounds", "_bounds", "outlines", "blocks", "goal",
+                     "effector", "t", "_frame")
+
+    def get_state(self) -> dict:
+        """A deep copy of the episode state; ``set_state`` on this or another env of the same ``size`` and
+        ``n_blocks`` makes the following ``step(a)`` give identical frames, rewards and infos."""
+        if self._frame is None:
+            raise RuntimeError("get_state() before reset(): there is no episode state yet")
+        state = {k: copy.deepcopy(getattr(self, k)) for k in self._STATE_FIELDS}
+        state["np_random"] = copy.deepcopy(self.np_random.bit_generator.state)
+        state["size"], state["n_blocks"] = self.size, self.n_blocks
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore a state from ``get_state`` (copied in, so the saved state stays reusable)."""
+        missing = sorted(set(self._STATE_FIELDS) - set(state))
+        if missing:
+            raise ValueError(f"set_state: state misses {missing}; pass what get_state() returned")
+        if (state["size"], state["n_blocks"]) != (self.size, self.n_blocks):
+            raise ValueError(f"set_state: state is for size={state['size']}, n_blocks={state['n_blocks']}; this env "
+                             f"has size={self.size}, n_blocks={self.n_blocks}")
+        for k in self._STATE_FIELDS:
+            setattr(self, k, copy.deepcopy(state[k]))
+        self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
 
 
 def _clip(v: float, lo: float, hi: float) -> float:

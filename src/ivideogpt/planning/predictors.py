@@ -1,0 +1,85 @@
+"""Models that predict the futures of candidate action sequences from the current state of an episode.
+
+Each predictor is ``predict(actions [N, H, A]) -> (frames [N, H, h, w, 3] uint8, rewards [N, H] | None)`` and is
+told about the real episode with ``reset(env, obs, seed)`` at its start and ``observe(env, obs)`` after every
+real step. Two of them:
+
+- ``WorldModelPredictor``: the world model rolls every candidate out from the last real frames.
+- ``SimulatorPredictor``: the "oracle" of VP2's simulator row. A second instance of the real environment is
+  restored to the real episode's current state (``get_state``/``set_state``) before each candidate, so its
+  futures are exact. Planned with the same planner, cost and samples as the world model, it separates what the
+  model gets wrong from what the planner and cost cannot do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+class WorldModelPredictor:
+    def __init__(self, wm, *, temperature: float = 1.0, top_k: int | None = 100, seed: int = 0):
+        self.wm, self.temperature, self.top_k, self.seed = wm, temperature, top_k, int(seed)
+        self.history: list[np.ndarray] = []
+        self.calls = 0
+
+    def reset(self, env, obs, seed: int | None = None) -> None:
+        self.history = [np.asarray(obs)]
+        self.calls = 0
+        if seed is not None:
+            self.seed = int(seed)
+
+    def observe(self, env, obs) -> None:
+        self.history = (self.history + [np.asarray(obs)])[-self.wm.context_frames:]
+
+    def context(self) -> np.ndarray:
+        """The last ``context_frames`` real frames [T0, h, w, 3]; at an episode's start, where fewer have been
+        seen, the first frame stands in for the missing ones (the scene was at rest before the episode)."""
+        t0 = self.wm.context_frames
+        frames = self.history[-t0:]
+        return np.stack([frames[0]] * (t0 - len(frames)) + frames)
+
+    def __call__(self, actions):
+        actions = np.asarray(actions, np.float32)
+        if actions.ndim != 3 or actions.shape[1] > self.wm.max_steps:
+            raise ConfigError(f"world model predictor: actions must be [N, H, A] with H <= {self.wm.max_steps} "
+                              f"(the model's longest rollout), got {actions.shape}")
+        ctx = np.repeat(self.context()[None], len(actions), axis=0)
+        # A different sampling seed per call, reproducible from the episode seed.
+        seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
+        self.calls += 1
+        frames, rewards = self.wm.rollout(ctx, actions, temperature=self.temperature, top_k=self.top_k, seed=seed)
+        return frames, rewards
+
+
+class SimulatorPredictor:
+    """Exact futures from a private copy of the real environment (``sim``), restored per candidate."""
+
+    def __init__(self, sim):
+        for method in ("get_state", "set_state"):
+            if not callable(getattr(sim, method, None)):
+                raise ConfigError(f"oracle planning needs {type(sim).__name__}.{method}(); this environment has none")
+        self.sim, self.state = sim, None
+
+    def reset(self, env, obs, seed: int | None = None) -> None:
+        # Reset the copy with the episode's seed first: whatever an env keeps outside get_state (task, goal
+        # set-up) then matches the real one; the restored state does the rest.
+        self.sim.reset(seed=seed)
+        self.observe(env, obs)
+
+    def observe(self, env, obs) -> None:
+        self.state = env.get_state()
+
+    def __call__(self, actions):
+        actions = np.asarray(actions, np.float32)
+        n, h = actions.shape[:2]
+        frames, rewards = None, np.empty((n, h), np.float32)
+        for i in range(n):
+            self.sim.set_state(self.state)
+            for t in range(h):
+                obs, rewards[i, t], *_ = self.sim.step(actions[i, t])
+                if frames is None:
+                    frames = np.empty((n, h, *obs.shape), np.uint8)
+                frames[i, t] = obs
+        return frames, rewards
