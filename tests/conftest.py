@@ -16,9 +16,16 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+# The tiny-cpu preset's tokenizer options (coarse context grid, decoding against the real context frame,
+# residual output, change-aware encoder) on the micro backbone.
+CPU_VARIANT = dict(channels=[16], context_grid=4, future_decoder_context="frames", future_residual=True,
+                   future_encoder_delta=True, context_motion_weight=5.0)
+
+
 def micro_world_model(*, res: int = 32, context_frames: int = 2, max_steps: int = 4, action_dim: int = 2,
                       use_reward: bool = True, goal_conditioned: bool = False, seed: int = 0,
-                      action_mean: list[float] | None = None, action_std: list[float] | None = None):
+                      action_mean: list[float] | None = None, action_std: list[float] | None = None,
+                      tokenizer_overrides: dict | None = None):
     """A 32x32 world model with 16 + 4 tokens per frame and 2 layers, built in milliseconds.
 
     The zero-initialised action projection is re-drawn so actions matter, and init_std 0.1 spreads the logits
@@ -30,11 +37,11 @@ def micro_world_model(*, res: int = 32, context_frames: int = 2, max_steps: int 
     from ivideogpt.world_model import sequence_fields
 
     torch.manual_seed(seed)
-    tok = Tokenizer(dict(resolution=res, stem="patch", stem_patch=4, channels=[16, 16], layers_per_block=1,
+    tok = Tokenizer({**dict(resolution=res, stem="patch", stem_patch=4, channels=[16, 16], layers_per_block=1,
                          decoder_layers_per_block=1, norm_groups=8, embed_dim=8, quantizer="fsq",
                          fsq_levels=[4, 4], future_fsq_levels=[4, 4], context_frames=context_frames,
                          future_grid=2, cross_attn_max_res=8, cross_attn_heads=2, cross_attn_dropout=0.0,
-                         mid_attention=False, cond_mid_attention=False))
+                         mid_attention=False, cond_mid_attention=False), **(tokenizer_overrides or {})})
     seq = sequence_fields(tok)
     seq["context_frames"] += int(goal_conditioned)
     stats = {}

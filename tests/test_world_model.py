@@ -25,9 +25,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_world_model(action_dim: int = 2, use_reward: bool = True, goal_conditioned: bool = False,
-                      seed: int = 0) -> WorldModel:
+                      seed: int = 0, variant: str = "paper") -> WorldModel:
     return conftest.micro_world_model(action_dim=action_dim, use_reward=use_reward, goal_conditioned=goal_conditioned,
-                                      seed=seed, context_frames=T0, action_mean=[0.5, -0.2], action_std=[2.0, 0.5])
+                                      seed=seed, context_frames=T0, action_mean=[0.5, -0.2], action_std=[2.0, 0.5],
+                                      tokenizer_overrides=conftest.CPU_VARIANT if variant == "cpu" else None)
+
+
+VARIANTS = pytest.mark.parametrize("variant", ["paper", "cpu"])
 
 
 def context(b: int = 2, seed: int = 0) -> np.ndarray:
@@ -44,9 +48,10 @@ def step_by_step(wm, ctx, acts, **kw):
     return np.stack([o.frames for o in out], 1), np.stack([o.rewards for o in out], 1)
 
 
+@VARIANTS
 @pytest.mark.parametrize("b,k", [(2, 4), (1, 4)])
-def test_rollout_equals_step_by_step(b, k):
-    wm = micro_world_model()
+def test_rollout_equals_step_by_step(b, k, variant):
+    wm = micro_world_model(variant=variant)
     # Several draws: a rollout that decoded its K frames in one batch differed from step() in a few
     # uint8 pixels for 2 of these 5 seeds at B = 1 (float sums in another order).
     for seed in range(5):
@@ -74,9 +79,10 @@ def test_seeds_reproduce_and_differ():
     np.testing.assert_array_equal(f0, fg)
 
 
+@VARIANTS
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
-def test_changing_action_k_changes_nothing_before_frame_k(temperature):
-    wm = micro_world_model()
+def test_changing_action_k_changes_nothing_before_frame_k(temperature, variant):
+    wm = micro_world_model(variant=variant)
     ctx, a1 = context(), actions()
     k = 2
     a2 = a1.copy()
@@ -94,9 +100,10 @@ def test_changing_action_k_changes_nothing_before_frame_k(temperature):
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
-def test_kv_cache_rollout_matches_teacher_forced_forward():
+@VARIANTS
+def test_kv_cache_rollout_matches_teacher_forced_forward(variant):
     """Greedy ids from the cached rollout == argmax of one full-sequence forward over those ids."""
-    wm = micro_world_model()
+    wm = micro_world_model(variant=variant)
     ctx, acts = context(), actions()
     ids = []
     generate = wm.transformer.generate_frame

@@ -375,18 +375,20 @@ class EpisodeWriter:
 # ---------------------------------------------------------------------------------------------
 
 
+def _read_json_object(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _read_info(d: Path) -> dict:
     """An episode directory's ``info.json`` ({} when it has none)."""
     path = d / INFO
-    if not path.exists():
-        return {}
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(info, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(info).__name__}")
-    return info
+    return _read_json_object(path) if path.exists() else {}
 
 
 def _read_meta(root: Path) -> dict:
@@ -394,12 +396,7 @@ def _read_meta(root: Path) -> dict:
     if not path.exists():
         hint = "" if root.exists() else f" ({root} does not exist)"
         raise DataError(f"{path}: not found{hint}; expected an episode dataset directory")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    meta = _read_json_object(path)
     missing = [f for f in REQUIRED_FIELDS if f not in meta]
     if missing:
         raise DataError(f"{path}: missing field(s) {missing}")
