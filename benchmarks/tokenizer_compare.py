@@ -201,7 +201,7 @@ def evaluate(model, val: ClipDataset, t0: int, batch_size: int, n_clips: int) ->
     for start in range(0, n_clips, batch_size):
         frames = batch(val, range(start, min(start + batch_size, n_clips)))
         if isinstance(model, Tokenizer):
-            rec = reconstruct(model, frames)
+            rec = reconstruct(model, frames)[0]  # (reconstruction, context ids, future ids)
         else:
             rec = model.decode(model.encode(frames))
         for k, v in frame_metrics(to_uint8(frames), to_uint8(rec)).items():
