@@ -1,0 +1,37 @@
+"""The benchmark scripts' measuring functions still run against the current API (tokenizer_compare's evaluation
+broke silently once when ``reconstruct`` started returning a tuple)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from ivideogpt.commands.collect import collect
+from ivideogpt.data.clips import ClipDataset, MixtureSource
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tokenizer_compare_measures_all_three_models(tmp_path):
+    tc = _load("tokenizer_compare")
+    data = tmp_path / "pusher"
+    collect("pusher", data, episodes=4, steps=8, size=64, seed=1, progress=False)
+    val = ClipDataset([MixtureSource(str(data))], 4, split="val", resolution=64, val_clips_per_episode=1)
+    for spec in tc.model_specs("tiny-cpu", []):
+        model = tc.build(spec, "tiny-cpu", [], seed=0)
+        out = tc.evaluate(model, val, 1, batch_size=2, n_clips=len(val))
+        assert set(out) >= {"psnr_future", "ssim_future", "st_lpips_future"}
+        assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    swap = tc.swap_test(tc.build("compressive", "tiny-cpu", [], seed=0), val, batch_size=2, n_clips=len(val))
+    assert set(swap) == {"true_tokens", "other_frame_tokens", "other_clip_tokens", "copy_last_context"}
