@@ -19,6 +19,7 @@ import torch
 
 from ivideogpt.data.clips import ClipDataset, MixtureSource
 from ivideogpt.tokenizer import Tokenizer
+from ivideogpt.tokenizer.losses import moving_pixels
 from ivideogpt.tokenizer.quantizer import QuantOut
 
 
@@ -36,7 +37,7 @@ def measure(tok: Tokenizer, clips: torch.Tensor, continuous: bool) -> tuple[floa
         rec = tok._decode_fut(q.z_q, state, fut.shape[0], fut.shape[1])
     else:
         rec = tok.decode_future(tok.encode_future(fut, state), state)
-    moving = ((fut - clips[:, :1]).abs().amax(2, keepdim=True) > tok.config.motion_threshold).float()
+    moving = moving_pixels(fut, clips[:, :1], tok.config.motion_threshold)
     denom = moving.sum() * 3
     l1 = float(((rec - fut).abs() * moving).sum() / denom)
     copy = float(((clips[:, :1] - fut).abs() * moving).sum() / denom)

@@ -164,7 +164,7 @@ class Decoder(nn.Module):
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
         self.levels = cross_attn_levels(cfg)[1]
         if cross_attn:
-            self.cross_att_blocks = _cross_blocks(cfg, self.levels, [ch[0]] + ch, cfg.decoder_resolutions())
+            self.cross_att_blocks = _cross_blocks(cfg, self.levels, cfg.decoder_channels(), cfg.decoder_resolutions())
 
     def forward(self, z: torch.Tensor, kv: list | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.mid_block(self.conv_in(z))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -71,6 +70,11 @@ class BackboneConfig:
         """Map size after the decoder's mid block (stage 0) and after each up block (all but the last double)."""
         n = len(self.channels)
         return [self.latent_grid * 2 ** min(i, n - 1) for i in range(n + 1)]
+
+    def decoder_channels(self) -> list[int]:
+        """Channels of the same decoder maps (the encoder's levels in reverse, the mid block first)."""
+        ch = list(reversed(self.channels))
+        return [ch[0]] + ch
 
     @property
     def latent_grid(self) -> int:
@@ -205,9 +209,4 @@ class BaselineConfig(BackboneConfig):
 
 def decoder_levels(cfg: TokenizerConfig) -> list[tuple[int, int]]:
     """(resolution, channels) of each prediction-decoder map that cross-attends to the context."""
-    ch = list(reversed(cfg.channels))
-    return [(r, c) for r, c in zip(cfg.decoder_resolutions(), [ch[0]] + ch) if r <= cfg.cross_attn_max_res]
-
-
-def vocab_size(quantizer: str, codebook_size: int, fsq_levels: list[int]) -> int:
-    return math.prod(fsq_levels) if quantizer == "fsq" else codebook_size
+    return [(r, c) for r, c in zip(cfg.decoder_resolutions(), cfg.decoder_channels()) if r <= cfg.cross_attn_max_res]

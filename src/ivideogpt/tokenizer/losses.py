@@ -25,3 +25,9 @@ def l1_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def perceptual_mean(perceptual: Perceptual, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean perceptual distance over frames of ``x``/``y`` [..., 3, H, W]."""
     return perceptual(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:])).mean()
+
+
+def moving_pixels(x: torch.Tensor, ref: torch.Tensor, threshold: float) -> torch.Tensor:
+    """1.0 where ``x`` differs from ``ref`` (broadcast) by more than ``threshold`` in any channel, else 0.0:
+    frames [..., 3, H, W] -> mask [..., 1, H, W]."""
+    return ((x - ref).abs().amax(-3, keepdim=True) > threshold).to(x.dtype)

@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 from ..frames import to_model
 from .blocks import Decoder, Encoder
 from .config import TokenizerConfig, decoder_levels
-from .losses import Perceptual, l1_sum, perceptual_mean, psnr_db
+from .losses import Perceptual, l1_sum, moving_pixels, perceptual_mean, psnr_db
 from .quantizer import make_quantizer
 
 KIND = "tokenizer"
@@ -316,8 +316,9 @@ class Tokenizer(PretrainedMixin, nn.Module):
         return state.ids, self.encode_future(x[:, n_context:], state)
 
     def detokenize(self, ctx_ids: torch.Tensor, fut_ids: torch.Tensor, context_frames=None) -> torch.Tensor:
-        """Ids -> frames [B, T0 + T, 3, H, W]. The future is always decoded against the context *ids*
-        (as in training); ``context_frames``, if given, are returned in place of the decoded context."""
+        """Ids -> frames [B, T0 + T, 3, H, W]. The future is decoded against the context *ids* (as in training),
+        or, with ``future_decoder_context: frames``, against ``context_frames`` (then required); given context
+        frames are returned in place of the decoded context."""
         if context_frames is not None and self.config.future_decoder_context == "frames":
             state = self.encode_context_state(context_frames)
         else:
@@ -378,13 +379,13 @@ class Tokenizer(PretrainedMixin, nn.Module):
         if cfg.motion_weight > 0:
             # What moved since the last context frame is a few % of the pixels; without extra weight the
             # background dominates the gradient and the future tokens learn to carry nothing for a long time.
-            moving = ((fut - ctx[:, -1:]).abs().amax(2, keepdim=True) > cfg.motion_threshold).to(fut.dtype)
+            moving = moving_pixels(fut, ctx[:, -1:], cfg.motion_threshold)
             motion = ((fut_rec - fut).abs() * moving).sum() / fut.numel()
             loss = loss + cfg.motion_weight * motion
         if cfg.context_motion_weight > 0:
             # Context pixels that differ from some future frame of the clip: where the arm and pushed objects are.
-            moving = ((ctx[:, :, None] - fut[:, None]).abs().amax(3).amax(2)[:, :, None] > cfg.motion_threshold)
-            ctx_motion = ((ctx_rec - ctx).abs() * moving.to(ctx.dtype)).sum() / ctx.numel()
+            moving = moving_pixels(ctx[:, :, None], fut[:, None], cfg.motion_threshold).amax(2)
+            ctx_motion = ((ctx_rec - ctx).abs() * moving).sum() / ctx.numel()
             loss = loss + cfg.context_motion_weight * ctx_motion
             motion = motion + ctx_motion
         perc = torch.zeros((), device=x.device)
