@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..frames import to_unit
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -104,5 +105,5 @@ class VP2Predictor:
             frames, _ = self.wm.rollout(ctx[sl], future[sl], temperature=self.temperature, top_k=self.top_k,
                                         seed=seed + i)
             out.append(frames.cpu())
-        rgb = torch.cat(out).float() / 255.0
+        rgb = to_unit(torch.cat(out))
         return {"rgb": rgb.numpy() if numpy_out else rgb}
