@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import conftest
+from ivideogpt.errors import ConfigError
 from ivideogpt.rl.config import RLConfig, load_rl_config
 from ivideogpt.rl.drqv2 import random_shift, schedule
 from ivideogpt.rl.mbpo import add_rollouts, build_world_model, env_action_stats, imagine, mixed_batch
@@ -172,7 +173,7 @@ def test_imagined_rollouts_call_the_policy_on_predicted_frames(scratch_world_mod
         assert np.array_equal(calls["step"][k], sent[k]) and np.array_equal(actions[:, k], sent[k])
 
 
-def tiny_config(**mbpo) -> RLConfig:
+def tiny_config(agent_sets=(), **mbpo) -> RLConfig:
     sets = ["agent.batch_size=8", "agent.hidden_dim=16", "agent.feature_dim=8", "agent.encoder_channels=4",
             "agent.encoder_strides=[2,2,2,2]", "agent.num_expl_steps=10", "run.episode_length=10",
             "run.num_seed_steps=15", "run.eval_every_env_steps=20", "run.eval_episodes=1",
@@ -180,14 +181,14 @@ def tiny_config(**mbpo) -> RLConfig:
             "mbpo.clip_len=3", "mbpo.n_future=1", "mbpo.horizon=2", "mbpo.initial_rollout_batch=2",
             "mbpo.rollout_batch=2", "mbpo.rollout_every_env_steps=10", "mbpo.transformer_every_env_steps=5",
             "mbpo.tokenizer_every_env_steps=10"]
-    sets += [f"mbpo.{k}={v}" for k, v in mbpo.items()]
+    sets += [f"mbpo.{k}={v}" for k, v in mbpo.items()] + list(agent_sets)
     return load_rl_config("cpu", sets)
 
 
-def run_trainer(out, steps, world_model=None, resume=False, env_kwargs=None):
+def run_trainer(out, steps, world_model=None, resume=False, env_kwargs=None, agent_sets=()):
     from ivideogpt.rl.loop import RLTrainer
 
-    cfg = tiny_config()
+    cfg = tiny_config(agent_sets)
     cfg.run.env_kwargs = env_kwargs or {}
     t = RLTrainer(cfg, "pusher", out, seed=3, world_model=world_model, resume=resume, progress=False)
     t.train(steps)
@@ -213,6 +214,19 @@ def test_drqv2_resume_continues_exactly(tmp_path):
     assert (tmp_path / "a" / "curve.png").stat().st_size > 0 and (tmp_path / "a" / "timing.json").exists()
 
 
+def test_update_ratio(tmp_path):
+    """updates_per_step multiplies the updates (iVideoGPT's 2 per agent step); update_every_steps divides them."""
+    kw = {"size": 32}
+    n = {}
+    for every, per in [(1, 1), (1, 2), (2, 1)]:
+        t = run_trainer(tmp_path / f"{every}_{per}", 30, env_kwargs=kw,
+                        agent_sets=[f"agent.update_every_steps={every}", f"agent.updates_per_step={per}"])
+        n[every, per] = t.state["updates"]
+    assert n[1, 1] > 5 and n[1, 2] == 2 * n[1, 1] and n[2, 1] in (n[1, 1] // 2, (n[1, 1] + 1) // 2)
+    with pytest.raises(ConfigError, match="updates_per_step"):
+        tiny_config(["agent.updates_per_step=0"])
+
+
 def test_mbpo_resume_continues_exactly(tmp_path):
     # A micro action-free, reward-less model on disk: build_world_model gives it action and reward heads.
     micro = conftest.micro_world_model(res=32, context_frames=2, max_steps=4, action_dim=0, use_reward=False)
@@ -232,3 +246,13 @@ def test_mbpo_resume_continues_exactly(tmp_path):
                           resumed.imagined.frames[:resumed.imagined.size])
     timing = __import__("json").loads((tmp_path / "a" / "timing.json").read_text())
     assert timing["sections"]["rollouts"]["cpu_seconds"] > 0 and timing["sections"]["wm_transformer"]["seconds"] > 0
+
+
+def test_pusher_episode_length_is_ours_not_the_envs():
+    """With action repeat 2, 60 agent steps are 120 env steps: pusher's own 100-step limit must not cut them."""
+    from ivideogpt.rl.wrappers import make_pixel_env
+
+    env = make_pixel_env("pusher", action_repeat=2, frame_stack=3, episode_length=60, env_kwargs={"size": 16})
+    env.reset(seed=0)
+    ends = [any(env.step(np.zeros(2, np.float32))[2:4]) for _ in range(60)]
+    assert ends == [False] * 59 + [True]

@@ -36,10 +36,16 @@ class DrQV2Config:
     nstep: int = 3
     discount: float = 0.99
     update_every_steps: int = 2  # agent steps between updates
+    updates_per_step: int = 1  # updates each time (iVideoGPT's Meta-World code: every step, 2 updates)
     num_expl_steps: int = 2000  # agent steps of uniform random actions at the start
     stddev_schedule: str = "linear(1.0,0.1,500000)"  # over agent steps
     stddev_clip: float = 0.3
     aug_pad: int = 4  # random shift of up to +-pad pixels
+
+    def __post_init__(self):
+        for name in ("update_every_steps", "updates_per_step", "batch_size", "nstep"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"agent.{name} must be >= 1, got {getattr(self, name)}")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -253,11 +253,12 @@ class RLTrainer:
                     if self.wm is not None:
                         self._wm_schedule(prev)
                     if st["agent_steps"] % cfg.agent.update_every_steps == 0:
-                        with self.timers("agent_update"):
-                            batch = mixed_batch(self.replay, self.imagined, cfg.agent.batch_size,
-                                                cfg.mbpo.real_ratio if self.wm is not None else 1.0, self.rng)
-                            st["last_logs"].update(self.agent.update(batch, st["agent_steps"]))
-                        st["updates"] += 1
+                        for _ in range(cfg.agent.updates_per_step):
+                            with self.timers("agent_update"):
+                                batch = mixed_batch(self.replay, self.imagined, cfg.agent.batch_size,
+                                                    cfg.mbpo.real_ratio if self.wm is not None else 1.0, self.rng)
+                                st["last_logs"].update(self.agent.update(batch, st["agent_steps"]))
+                            st["updates"] += 1
             self.replay.add_episode(np.stack(frames), np.stack(actions), np.array(rewards), terminal=term)
             st["episodes"] += 1
             st["train_returns"].append(float(np.sum(rewards)))

@@ -89,7 +89,10 @@ def make_pixel_env(name: str, *, action_repeat: int, frame_stack: int, episode_l
                       success_bonus=float(success_bonus))
         env = make(name, **{**native, **(env_kwargs or {})})
         return FrameStack(env, frame_stack)
-    env = make(name, **(env_kwargs or {}))
+    kwargs = dict(env_kwargs or {})
+    if name == "pusher":  # its own limit (100 env steps by default) must not end episodes before ours
+        kwargs.setdefault("max_episode_steps", int(episode_length) * int(action_repeat))
+    env = make(name, **kwargs)
     if success_bonus:
         env = SuccessBonus(env, success_bonus)
     env = ActionRepeat(env, action_repeat)
