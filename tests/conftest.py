@@ -20,12 +20,14 @@ def one_thread():
 # residual output, change-aware encoder) on the micro backbone.
 CPU_VARIANT = dict(channels=[16], context_grid=4, future_decoder_context="frames", future_residual=True,
                    future_encoder_delta=True, context_motion_weight=5.0)
+# ... and its transformer options (codebook-vector and spatial embeddings).
+CPU_TRANSFORMER = dict(code_embedding=True, spatial_frequencies=2)
 
 
 def micro_world_model(*, res: int = 32, context_frames: int = 2, max_steps: int = 4, action_dim: int = 2,
                       use_reward: bool = True, goal_conditioned: bool = False, seed: int = 0,
                       action_mean: list[float] | None = None, action_std: list[float] | None = None,
-                      tokenizer_overrides: dict | None = None):
+                      tokenizer_overrides: dict | None = None, transformer_overrides: dict | None = None):
     """A 32x32 world model with 16 + 4 tokens per frame and 2 layers, built in milliseconds.
 
     The zero-initialised action projection is re-drawn so actions matter, and init_std 0.1 spreads the logits
@@ -49,7 +51,7 @@ def micro_world_model(*, res: int = 32, context_frames: int = 2, max_steps: int 
         stats = {"action_mean": action_mean[:action_dim], "action_std": action_std[:action_dim]}
     cfg = TransformerConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, dropout=0.0, init_std=0.1,
                             max_frames=seq["context_frames"] + max_steps, action_dim=action_dim,
-                            use_reward=use_reward, **stats, **seq)
+                            use_reward=use_reward, **stats, **seq, **(transformer_overrides or {}))
     tr = Transformer(cfg)
     if action_dim:
         torch.nn.init.normal_(tr.action_linear.weight, std=1.0)

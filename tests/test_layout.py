@@ -101,3 +101,19 @@ def test_goal_reorder():
     arr = np.arange(2 * 4 * 2 * 2 * 3).reshape(2, 4, 2, 2, 3)
     out = SequenceLayout.goal_reorder(arr)
     assert [np.array_equal(out[:, i], arr[:, j]) for i, j in [(0, 3), (1, 0), (2, 1), (3, 2)]] == [True] * 4
+
+
+def test_spatial_coords_share_one_frame_across_grids():
+    """An 8x8 context grid and a 4x4 future grid: a future cell's centre is the mean of the four context cells it
+    covers; slots are invalid; the goal-conditioned extra context frame gets the same coordinates."""
+    lay = SequenceLayout(64, 16, 2, 10, 10)
+    xy, valid = lay.spatial_coords(0, lay.length(4))
+    assert valid.sum() == 2 * 64 + 2 * 16 and not valid[0] and not valid[65] and not valid[lay.context_length]
+    ctx = xy[1:65].reshape(8, 8, 2)
+    assert torch.equal(ctx, xy[66:130].reshape(8, 8, 2))
+    fut = xy[lay.context_length + 1: lay.context_length + 17].reshape(4, 4, 2)
+    pooled = ctx.reshape(4, 2, 4, 2, 2).mean((1, 3))
+    assert torch.allclose(fut, pooled)
+    assert torch.equal(fut[0, 1], torch.tensor([0.375, 0.125]))  # x = column, y = row
+    with pytest.raises(ValueError, match="square"):
+        SequenceLayout(60, 16, 1, 10, 10).spatial_coords(0, 10)

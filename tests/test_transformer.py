@@ -39,9 +39,17 @@ def _cfg(**kw):
     return TransformerConfig(**base)
 
 
+# The tiny-cpu extras: codebook-vector and spatial embeddings (square 2x2 grids for both frame kinds).
+EXTRAS = dict(code_embedding=True, code_vector_dim=5, spatial_frequencies=2, future_tokens=4)
+WITH_EXTRAS = pytest.mark.parametrize("kw", [{}, EXTRAS], ids=["plain", "extras"])
+
+
 def _model(seed=0, **kw):
     torch.manual_seed(seed)
     m = Transformer(_cfg(**kw)).eval()
+    if m.config.code_embedding:
+        lay = m.layout
+        m.set_code_vectors(torch.randn(lay.context_vocab, 3), torch.randn(lay.future_vocab, 2))
     with torch.no_grad():
         # Make every parameter matter: norms and the zero-initialised action projection too.
         for name, p in m.named_parameters():
@@ -119,8 +127,9 @@ def test_reference_checkpoint_maps_by_prefix_and_param_counts():
     m2.load_state_dict({k.removeprefix("llm."): v for k, v in ref_state.items()}, strict=True)
 
 
-def test_kv_cache_matches_teacher_forcing():
-    m = _model()
+@WITH_EXTRAS
+def test_kv_cache_matches_teacher_forcing(kw):
+    m = _model(**kw)
     lay = m.layout
     tokens, actions, _ = _clip(m, T=6)
     with torch.no_grad():
@@ -147,8 +156,9 @@ def test_kv_cache_matches_teacher_forcing():
     assert torch.allclose(reward, manual, atol=1e-6)
 
 
-def test_causality_actions_and_tokens():
-    m = _model()
+@WITH_EXTRAS
+def test_causality_actions_and_tokens(kw):
+    m = _model(**kw)
     lay = m.layout
     tokens, actions, _ = _clip(m, T=6)
     slots = lay.action_positions(6)
@@ -311,9 +321,10 @@ def test_tiny_overfit():
     assert logs["ce"] < 0.05 and logs["accuracy"] == 1.0 and logs["reward_mse"] < 0.01
 
 
-def test_save_load_round_trip(tmp_path):
+@WITH_EXTRAS
+def test_save_load_round_trip(tmp_path, kw):
     pytest.importorskip("ivideogpt.checkpoint")
-    m = _model()
+    m = _model(**kw)
     m.set_action_stats([0.1, 0.2, 0.3], [1.0, 2.0, 3.0])
     m.save_pretrained(tmp_path / "tf")
     m2 = Transformer.from_pretrained(tmp_path / "tf")
@@ -323,6 +334,44 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(m(tokens, actions)[0], m2.eval()(tokens, actions)[0])
     with pytest.raises(CheckpointError):
         Transformer.from_pretrained(tmp_path / "missing")
+
+
+def test_code_embedding_inputs():
+    """Codes with the same codebook vector differ only by their id embedding; each part is standardised and
+    the two parts sit side by side (slots zero); a wrongly sized codebook is refused."""
+    m = _model(**EXTRAS)
+    lay = m.layout
+    ctx, fut = torch.randn(lay.context_vocab, 3) * 5 + 2, torch.randn(lay.future_vocab, 2)
+    ctx[4] = ctx[3]
+    m.set_code_vectors(ctx, fut)
+    v = m.code_vectors
+    assert torch.allclose(v[: lay.context_vocab, :3].mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(v[: lay.context_vocab, :3].std(0), torch.ones(3), atol=1e-5)
+    assert v[: lay.context_vocab, 3:].abs().max() == 0 and v[lay.context_vocab:lay.slot_context, :3].abs().max() == 0
+    assert v[lay.slot_context:].abs().max() == 0
+    with torch.no_grad():
+        m.model.embed_tokens.weight[4:6] = m.model.embed_tokens.weight[3]  # ids 3, 4, 5 embed alike...
+        e3, e4, e5 = (m._embed(torch.tensor([[i]]), 1, None) for i in (3, 4, 5))
+    assert torch.equal(e3, e4) and (e3 - e5).abs().max() > 1e-3  # ...and differ only through their vectors
+    with pytest.raises(ValueError, match="code vectors"):
+        m.set_code_vectors(torch.randn(lay.context_vocab, 4), fut)
+
+
+def test_spatial_features_shared_by_grids():
+    """The same cell gets the same features in a context and a future frame; slots get none; features
+    past the precomputed table are computed, not truncated."""
+    m = _model(**EXTRAS)  # 2x2 context and 2x2 future grids
+    lay = m.layout
+    f = m._spatial_features(0, lay.length(4))
+    ctx0 = f[1:1 + lay.context_tokens]
+    fut0 = f[lay.context_length + 1: lay.context_length + lay.frame_length]
+    assert torch.equal(ctx0, fut0) and len(set(map(tuple, ctx0.tolist()))) == lay.context_tokens
+    assert f[0].abs().max() == 0 and f[lay.context_length].abs().max() == 0
+    n = m.spatial_features.shape[0]
+    longer = m._spatial_features(0, n + lay.frame_length)
+    assert torch.allclose(m._spatial_features(n, n + lay.frame_length), longer[n:])
+    with pytest.raises(ValueError, match="square"):
+        _cfg(spatial_frequencies=2, future_tokens=3)
 
 
 def test_presets_build():

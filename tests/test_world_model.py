@@ -28,7 +28,8 @@ def micro_world_model(action_dim: int = 2, use_reward: bool = True, goal_conditi
                       seed: int = 0, variant: str = "paper") -> WorldModel:
     return conftest.micro_world_model(action_dim=action_dim, use_reward=use_reward, goal_conditioned=goal_conditioned,
                                       seed=seed, context_frames=T0, action_mean=[0.5, -0.2], action_std=[2.0, 0.5],
-                                      tokenizer_overrides=conftest.CPU_VARIANT if variant == "cpu" else None)
+                                      tokenizer_overrides=conftest.CPU_VARIANT if variant == "cpu" else None,
+                                      transformer_overrides=conftest.CPU_TRANSFORMER if variant == "cpu" else None)
 
 
 VARIANTS = pytest.mark.parametrize("variant", ["paper", "cpu"])
@@ -156,6 +157,25 @@ def test_save_load_roundtrip_and_run_dirs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="empty"):
         WorldModel.from_pretrained(tmp_path / "empty")
+
+
+def test_code_vectors_come_from_the_tokenizer_and_stay_with_the_model(tmp_path):
+    """A new world model takes its transformer's code vectors from its tokenizer; a saved one loads the vectors
+    it was trained with, not its tokenizer's current ones (they differ after joint fine-tuning of a VQ)."""
+    wm = micro_world_model(variant="cpu")
+    ref = wm.transformer.code_vectors.clone()
+    wm.transformer.set_code_vectors(*wm.tokenizer.code_vectors())
+    assert torch.equal(wm.transformer.code_vectors, ref) and ref.abs().sum() > 0
+    lay = wm.transformer.layout
+    own = (torch.randn(lay.context_vocab, wm.tokenizer.quantize.dim),
+           torch.randn(lay.future_vocab, wm.tokenizer.dynamics_quantize.dim))
+    wm.transformer.set_code_vectors(*own)
+    mine = wm.transformer.code_vectors.clone()
+    wm.save_pretrained(tmp_path / "wm")
+    got = WorldModel.from_pretrained(tmp_path / "wm")
+    assert torch.equal(got.transformer.code_vectors, mine) and not torch.equal(mine, ref)
+    ctx, acts = context(), actions()
+    np.testing.assert_array_equal(wm.rollout(ctx, acts, seed=3)[0], got.rollout(ctx, acts, seed=3)[0])
 
 
 def test_input_validation():

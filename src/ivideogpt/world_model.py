@@ -38,6 +38,9 @@ class WorldModel(torch.nn.Module):
         self.tokenizer, self.transformer = tokenizer, transformer
         self.goal_conditioned = goal_conditioned
         self._check_compatible()
+        tr = transformer
+        if tr.config.code_embedding and not bool(tr.code_vectors.any()):
+            tr.set_code_vectors(*tokenizer.code_vectors())  # a new transformer; a loaded one keeps its own
         self._state = None
 
     # ----------------------------------------------------------------------------------------- loading
@@ -45,6 +48,8 @@ class WorldModel(torch.nn.Module):
         t, c = self.tokenizer, self.transformer.config
         want = {"context_tokens": t.n_context_tokens, "future_tokens": t.n_future_tokens,
                 "context_vocab_size": t.context_vocab_size, "future_vocab_size": t.future_vocab_size}
+        if c.code_embedding:
+            want["code_vector_dim"] = t.code_vector_dim
         got = {k: getattr(c, k) for k in want}
         if want != got:
             raise CheckpointError(
@@ -244,4 +249,4 @@ def sequence_fields(tokenizer) -> dict:
     """The transformer config fields that must come from the tokenizer."""
     return {"context_tokens": tokenizer.n_context_tokens, "future_tokens": tokenizer.n_future_tokens,
             "context_frames": tokenizer.context_frames, "context_vocab_size": tokenizer.context_vocab_size,
-            "future_vocab_size": tokenizer.future_vocab_size}
+            "future_vocab_size": tokenizer.future_vocab_size, "code_vector_dim": tokenizer.code_vector_dim}

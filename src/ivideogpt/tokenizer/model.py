@@ -179,6 +179,20 @@ class Tokenizer(PretrainedMixin, nn.Module):
         return self.dynamics_quantize.vocab_size
 
     @property
+    def code_vector_dim(self) -> int:
+        """dc + df of :meth:`code_vectors` (the transformer's ``code_vector_dim``)."""
+        return self.quantize.dim + self.dynamics_quantize.dim
+
+    @torch.no_grad()
+    def code_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What every code stands for in latent space: ``(context [Vc, dc], future [Vf, df])`` float32 (a VQ
+        codebook's rows; FSQ's level values). The transformer's code embedding starts from these."""
+        dev = next(self.parameters()).device
+        ctx = self.quantize.lookup(torch.arange(self.context_vocab_size, device=dev)).float().cpu()
+        fut = self.dynamics_quantize.lookup(torch.arange(self.future_vocab_size, device=dev)).float().cpu()
+        return ctx, fut
+
+    @property
     def context_frames(self) -> int:
         return self.config.context_frames
 

@@ -32,6 +32,15 @@ class TransformerConfig:
     action_mean: list[float] = field(default_factory=list)
     action_std: list[float] = field(default_factory=list)
     use_reward: bool = False
+    # Embedding extras for small data (off in the paper presets, whose models stay LlamaModel-identical).
+    # code_embedding: add a learned projection of each code's codebook vector (the tokenizer's; code_vector_dim
+    # is written from it) to the token embedding, so codes that decode alike start alike instead of as
+    # unrelated ids. spatial_frequencies > 0: add a learned projection of sin/cos features of each code token's
+    # cell centre, shared by the context and future grids, so a future token finds "its" context tokens
+    # without learning the grid arithmetic from 1-D rotary positions.
+    code_embedding: bool = False
+    code_vector_dim: int = 0
+    spatial_frequencies: int = 0
 
     def __post_init__(self):
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
@@ -44,9 +53,15 @@ class TransformerConfig:
                 raise ValueError(f"{name} has {len(stats)} entries, expected action_dim = {self.action_dim}")
         if self.action_std and min(self.action_std) < 0:
             raise ValueError(f"action_std must be non-negative, got {self.action_std}")
+        if self.code_embedding and self.code_vector_dim < 1:
+            raise ValueError("code_embedding needs code_vector_dim >= 1 (the tokenizer's codebook dims)")
+        if self.spatial_frequencies < 0:
+            raise ValueError(f"spatial_frequencies must be >= 0, got {self.spatial_frequencies}")
         if self.max_frames < self.context_frames + 1:
             raise ValueError(f"max_frames ({self.max_frames}) must exceed context_frames ({self.context_frames})")
         _ = self.layout  # validates the token counts
+        if self.spatial_frequencies:
+            self.layout.grid_side(self.context_tokens), self.layout.grid_side(self.future_tokens)
 
     @property
     def layout(self) -> SequenceLayout:

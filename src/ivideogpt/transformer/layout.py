@@ -12,6 +12,10 @@ clip of ``T`` frames is ``(N+1)*T0 + (n+1)*(T-T0)``.
 Actions enter at the [S2] slot in front of the frame they lead to; the reward of the transition
 into a future frame is read at that frame's last token (it has seen the action and the whole frame).
 
+Spatial coordinates (:meth:`SequenceLayout.spatial_coords`): context and future tokens are square grids
+(row-major) of different sizes; each code token gets the centre of its cell in one shared ``[0, 1]^2`` frame,
+so "the same place" is the same coordinate in an 8x8 context grid and a 4x4 future grid.
+
 Goal-conditioned variant (:meth:`SequenceLayout.goal_reorder`): frames are reordered to
 ``(o_T, o_1, ..., o_{T-1})`` so the goal is one more context frame in front. A goal-conditioned
 model is therefore built with ``context_frames = T0 + 1``; nothing else changes.
@@ -135,6 +139,30 @@ class SequenceLayout:
         if off < 0 or off % self.frame_length:
             raise ValueError(f"position {position} is not an [S2] slot (context length {self.context_length})")
         return off // self.frame_length
+
+    def spatial_coords(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell centres ``xy [stop-start, 2]`` (x = column, y = row, in (0, 1)) of the code tokens at absolute
+        positions ``[start, stop)``, and ``valid [stop-start]`` (False at slots, whose xy is 0)."""
+        gc, gf = self.grid_side(self.context_tokens), self.grid_side(self.future_tokens)
+        pos = torch.arange(start, stop)
+        in_ctx = pos < self.context_length
+        k_ctx = pos % (self.context_tokens + 1) - 1  # index inside a context frame (-1: its slot)
+        k_fut = (pos - self.context_length) % self.frame_length - 1
+        k = torch.where(in_ctx, k_ctx, k_fut)
+        g = torch.where(in_ctx, gc, gf)
+        valid = k >= 0
+        k = k.clamp(min=0)
+        xy = torch.stack([(k % g + 0.5) / g, (k // g + 0.5) / g], dim=-1)
+        return torch.where(valid[:, None], xy, torch.zeros_like(xy)), valid
+
+    @staticmethod
+    def grid_side(tokens: int) -> int:
+        import math
+
+        g = math.isqrt(tokens)
+        if g * g != tokens:
+            raise ValueError(f"spatial coordinates need square token grids, got {tokens} tokens per frame")
+        return g
 
     # -- goal-conditioned variant ---------------------------------------------------------------
     @staticmethod

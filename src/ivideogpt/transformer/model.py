@@ -10,6 +10,7 @@ Parameter names follow ``transformers``' LlamaForCausalLM (``model.embed_tokens`
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,14 @@ class Transformer(nn.Module):
             self.register_buffer("action_std", torch.ones(A), persistent=False)
             self._fill_action_stats()
         self.reward_linear = nn.Linear(config.d_model, 1) if config.use_reward else None
+        if config.code_embedding:
+            # Persistent: the tokenizer's codebook as it was when this transformer was made (set_code_vectors),
+            # saved with it so a loaded model embeds exactly as it was trained.
+            self.register_buffer("code_vectors", torch.zeros(config.vocab_size, config.code_vector_dim))
+            self.code_proj = nn.Linear(config.code_vector_dim, config.d_model, bias=False)
+        if config.spatial_frequencies:
+            self.spatial_proj = nn.Linear(4 * config.spatial_frequencies, config.d_model, bias=False)
+            self.register_buffer("spatial_features", self._spatial_features(0, config.max_len), persistent=False)
         self.apply(self._init_weights)
         if A:
             # Zero-initialised (as in the reference): a pre-trained action-free model is unchanged
@@ -174,6 +183,35 @@ class Transformer(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=self.config.init_std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+
+    # -- embedding extras (config.code_embedding / spatial_frequencies) ------------------------
+    @torch.no_grad()
+    def set_code_vectors(self, context: torch.Tensor, future: torch.Tensor) -> None:
+        """Codebook vectors ``context [Vc, dc]`` and ``future [Vf, df]`` (the tokenizer's) -> the code embedding's
+        input: each part standardised per dim over its codes, the two side by side; slots stay zero."""
+        lay, V = self.layout, self.config.vocab_size
+        if context.shape[0] != lay.context_vocab or future.shape[0] != lay.future_vocab or \
+                context.shape[1] + future.shape[1] != self.config.code_vector_dim:
+            raise ValueError(f"code vectors must be [{lay.context_vocab}, dc] and [{lay.future_vocab}, df] with "
+                             f"dc + df = {self.config.code_vector_dim}, got {tuple(context.shape)} and "
+                             f"{tuple(future.shape)}")
+
+        def std(v):
+            v = v.float()
+            return (v - v.mean(0)) / v.std(0).clamp(min=1e-6)
+
+        vec = torch.zeros(V, self.config.code_vector_dim)
+        dc = context.shape[1]
+        vec[: lay.context_vocab, :dc] = std(context)
+        vec[lay.context_vocab : lay.context_vocab + lay.future_vocab, dc:] = std(future)
+        self.code_vectors.copy_(vec)
+
+    def _spatial_features(self, start: int, stop: int) -> torch.Tensor:
+        """sin/cos of each code token's cell centre at frequencies pi*1..pi*K per axis; zero at slots."""
+        xy, valid = self.layout.spatial_coords(start, stop)
+        ang = xy[:, :, None] * (math.pi * torch.arange(1, self.config.spatial_frequencies + 1))
+        f = torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(1)
+        return f * valid[:, None]
 
     # -- actions ------------------------------------------------------------------------------
     def _fill_action_stats(self):
@@ -203,6 +241,13 @@ class Transformer(nn.Module):
         ``start .. start+l-1``, in order (for a whole clip: one per future frame).
         """
         x = self.model.embed_tokens(tokens)
+        if self.config.code_embedding:
+            x = x + self.code_proj(self.code_vectors[tokens].to(self.code_proj.weight.dtype)).to(x.dtype)
+        if self.config.spatial_frequencies:
+            stop = start + tokens.shape[1]
+            f = self.spatial_features[start:stop] if stop <= self.spatial_features.shape[0] else \
+                self._spatial_features(start, stop).to(x.device)
+            x = x + self.spatial_proj(f.to(self.spatial_proj.weight.dtype)).to(x.dtype)
         if actions is None:
             return x
         if not self.config.action_dim:
