@@ -35,3 +35,22 @@ def test_tokenizer_compare_measures_all_three_models(tmp_path):
         assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     swap = tc.swap_test(tc.build("compressive", "tiny-cpu", [], seed=0), val, batch_size=2, n_clips=len(val))
     assert set(swap) == {"true_tokens", "other_frame_tokens", "other_clip_tokens", "copy_last_context"}
+
+
+def test_transformer_embeddings_measures_ce_and_gaps():
+    """Its teacher-forced per-frame CE (true vs zero actions) and rollout gaps run on a world model with the
+    embedding extras; the actions matter to the CE of every predicted frame."""
+    import conftest
+
+    te = _load("transformer_embeddings")
+    wm = conftest.micro_world_model(res=32, context_frames=2, max_steps=4, action_mean=[0.0, 0.0],
+                                    action_std=[1.0, 1.0], tokenizer_overrides=conftest.CPU_VARIANT,
+                                    transformer_overrides=conftest.CPU_TRANSFORMER)
+    g = torch.Generator().manual_seed(0)
+    clips = torch.rand(3, 6, 3, 32, 32, generator=g)
+    ce = te.per_frame_ce(wm, clips, torch.randn(3, 5, 2, generator=g))
+    assert len(ce["true"]) == len(ce["zero"]) == 4 and all(a != b for a, b in zip(ce["true"], ce["zero"]))
+    items = [{"frames": clips[i], "actions": torch.randn(5, 2, generator=g), "rewards": torch.randn(5, generator=g)}
+             for i in range(3)]
+    gaps = te.rollout_gaps(wm, items)
+    assert set(gaps) == {"sampled", "greedy"} and all(set(v) >= {"model", "gap_second_half"} for v in gaps.values())
