@@ -131,7 +131,7 @@ class WorldModel(torch.nn.Module):
             raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
         return x
 
-    def _actions_in(self, actions, batch: int, sequence: bool) -> torch.Tensor | None:
+    def _actions_in(self, actions, batch: int, sequence: bool, name: str = "actions") -> torch.Tensor | None:
         """Raw float actions [B, A] (one step) or [B, K, A] (``sequence``), on the model's device."""
         if actions is None:
             return None
@@ -140,21 +140,36 @@ class WorldModel(torch.nn.Module):
         a = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
         want = "[B, K, A]" if sequence else "[B, A]"
         if a.ndim != (3 if sequence else 2) or a.shape[0] != batch or a.shape[-1] != self.action_dim:
-            raise ValueError(f"actions: expected shape {want} with B = {batch} and A = {self.action_dim}, "
+            raise ValueError(f"{name}: expected shape {want} with B = {batch} and A = {self.action_dim}, "
                              f"got {tuple(a.shape)}")
         if not a.is_floating_point():
-            raise TypeError(f"actions: expected a float array, got dtype {a.dtype}")
+            raise TypeError(f"{name}: expected a float array, got dtype {a.dtype}")
         return a.to(self.device, torch.float32)
 
     # ----------------------------------------------------------------------------------- interaction
     @torch.no_grad()
-    def reset(self, context_frames, goal=None, *, temperature: float = 1.0, top_k: int | None = 100,
-              seed: int | None = None, generator: torch.Generator | None = None) -> None:
-        """Start B rollouts from ``context_frames`` uint8 [B, T0, H, W, 3] (and a goal frame [B, H, W, 3])."""
+    def reset(self, context_frames, goal=None, *, context_actions=None, temperature: float = 1.0,
+              top_k: int | None = 100, seed: int | None = None, generator: torch.Generator | None = None) -> None:
+        """Start B rollouts from ``context_frames`` uint8 [B, T, H, W, 3] (and a goal frame [B, H, W, 3]).
+
+        T = T0 (the tokenizer's context frames), or more: frames observed after the context, with the actions
+        that led to them in ``context_actions`` float [B, T - T0, A]. Those are tokenized as future frames and
+        fed to the transformer, so the rollout continues from what was seen instead of predicting it (each one
+        uses up one of the ``max_steps`` frames of this reset).
+        """
         x = self._frames_in(context_frames, "context_frames")
-        if x.shape[1] != self.context_frames:
-            raise ValueError(f"context_frames: this model takes exactly {self.context_frames} context frames, "
-                             f"got {x.shape[1]}")
+        t0 = self.context_frames
+        extra = x.shape[1] - t0
+        if extra < 0 or extra >= self.max_steps:
+            raise ValueError(f"context_frames: this model takes {t0} context frames (plus at most "
+                             f"{self.max_steps - 1} observed ones), got {x.shape[1]}")
+        ca = self._actions_in(context_actions, x.shape[0], sequence=True, name="context_actions")
+        if ca is None and extra and self.action_dim > 0:
+            raise ValueError(f"{extra} observed frame(s) after the context: pass context_actions "
+                             f"[B, {extra}, {self.action_dim}] (the actions that led to them)")
+        if ca is not None and ca.shape[1] != extra:
+            raise ValueError(f"context_actions: expected [B, {extra}, {self.action_dim}] (one per frame after the "
+                             f"first {t0}), got {tuple(ca.shape)}")
         if self.goal_conditioned and goal is None:
             raise ValueError("this world model is goal-conditioned: pass goal= (uint8 [B, H, W, 3])")
         if not self.goal_conditioned and goal is not None:
@@ -162,8 +177,10 @@ class WorldModel(torch.nn.Module):
         if generator is None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
-        ctx = self.tokenizer.encode_context_state(to_model(x, device=self.device))
+        ctx = self.tokenizer.encode_context_state(to_model(x[:, :t0], device=self.device))
         ctx_ids = ctx.ids
+        observed = self.tokenizer.encode_future(to_model(x[:, t0:], device=self.device), ctx) if extra else \
+            ctx_ids.new_zeros(x.shape[0], 0, self.tokenizer.n_future_tokens)
         if self.goal_conditioned:
             g = self._frames_in(goal, "goal", ndim=4)
             if g.shape[0] != x.shape[0]:
@@ -172,10 +189,10 @@ class WorldModel(torch.nn.Module):
             goal_ids = self.tokenizer.encode_context(to_model(g[:, None], device=self.device))
             ctx_ids = torch.cat([goal_ids, ctx_ids], dim=1)
         layout = self.transformer.config.layout
-        tokens = layout.build(ctx_ids, ctx_ids.new_zeros(ctx_ids.shape[0], 0, layout.future_tokens))
+        tokens = layout.build(ctx_ids, observed)
         cache = self.transformer.new_cache(x.shape[0], device=self.device)
-        self.transformer.prefill(tokens, cache)
-        self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": 0, "batch": x.shape[0],
+        self.transformer.prefill(tokens, cache, ca)
+        self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": extra, "batch": x.shape[0],
                        "temperature": temperature, "top_k": top_k,
                        "numpy": not isinstance(context_frames, torch.Tensor)}
 
@@ -214,13 +231,14 @@ class WorldModel(torch.nn.Module):
         return to_uint8(self.tokenizer.decode_future(ids[:, None], self._state["ctx"]))[:, 0]
 
     @torch.no_grad()
-    def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None,
+    def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None, context_actions=None,
                 temperature: float = 1.0, top_k: int | None = 100, seed: int | None = None,
                 generator: torch.Generator | None = None):
-        """``context [B,T0,H,W,3]``, ``actions [B,K,A]`` -> ``frames [B,K,H,W,3]``, ``rewards [B,K]``.
+        """``context [B,T,H,W,3]``, ``actions [B,K,A]`` -> ``frames [B,K,H,W,3]``, ``rewards [B,K]``.
 
         ``actions[:, i]`` is taken after the last frame seen and leads to ``frames[:, i]``. Action-free
-        models take ``actions=None`` and a ``horizon``.
+        models take ``actions=None`` and a ``horizon``. Frames after the first T0 are observed ones, with
+        ``context_actions`` (see :meth:`reset`).
         """
         b = len(context_frames)
         a = self._actions_in(actions, b, sequence=True)
@@ -231,7 +249,8 @@ class WorldModel(torch.nn.Module):
             if horizon is None:
                 raise ValueError("action-free rollout: pass horizon=K")
         k = a.shape[1] if a is not None else int(horizon)
-        self.reset(context_frames, goal, temperature=temperature, top_k=top_k, seed=seed, generator=generator)
+        self.reset(context_frames, goal, context_actions=context_actions, temperature=temperature, top_k=top_k,
+                   seed=seed, generator=generator)
         frames, rewards = [], []
         for i in range(k):
             step_ids, r = self._step_ids(None if a is None else a[:, i])

@@ -16,7 +16,9 @@ from pathlib import Path
 # transformer is what needs the time (it learns the copy/erase structure first and the actions last).
 TOKENIZER_SHARE = 0.25
 TRANSFORMER_SHARE = 0.62
-# The headline rollouts sample like the world model's defaults; greedy decoding is reported beside them.
+# Headline: greedy decoding (the model's most likely future; PSNR scores a point estimate against one real
+# future). Rollouts sampled like the world model's defaults (what FVD, MBPO and planning use) are reported beside.
+GREEDY = {"temperature": 0.0}
 SAMPLED = {"temperature": 1.0, "top_k": 100}
 
 
@@ -28,6 +30,10 @@ def add_arguments(p):
                    help="pusher episodes to collect (cheap: ~20 s per 1000; more data delays the transformer's "
                         "overfitting)")
     p.add_argument("--steps", type=int, default=32, help="frames per episode")
+    p.add_argument("--context", type=int, default=2,
+                   help="real frames each rollout starts from: the tokenizer's context frame, then observed frames "
+                        "tokenized as future frames (with 1, the arm's first move is predicted from the context "
+                        "tokens alone and comes out misplaced; benchmarks/RESULTS.md, session 3)")
     p.add_argument("--horizon", type=int, default=10, help="predicted frames per held-out rollout")
     p.add_argument("--eval-clips", type=int, default=32, help="held-out clips to evaluate")
     p.add_argument("--tokenizer-preset", default="tiny-cpu")
@@ -90,15 +96,17 @@ def run(args) -> int:
     wm_run = out / "world_model"
     ptask = TransformerTask(pp["model"], pcfg, sources, tokenizer=str(tok_run), out=wm_run)
     pm = ptask.trainable()
-    max_steps = pm.wm.max_steps
-    if args.horizon > max_steps:  # checked before training, not after
-        raise ConfigError(f"--horizon {args.horizon} exceeds what this model rolls out per reset ({max_steps})")
+    max_steps, t0 = pm.wm.max_steps, pm.wm.context_frames
+    observed = args.context - t0
+    if observed < 0 or observed + args.horizon > max_steps:  # checked before training, not after
+        raise ConfigError(f"--context {args.context} --horizon {args.horizon}: this model takes at least {t0} "
+                          f"context frames and rolls out {max_steps} frames per reset, observed ones included")
     _train(ptask, pcfg, wm_run, {"preset": args.transformer_preset, "model": to_dict(pm.wm.transformer.config),
                                  "tokenizer": str(tok_run), "data": [str(data)]})
 
     print(f"[demo] 4/4 rolling out on held-out episodes (horizon {args.horizon})")
     wm = WorldModel.from_pretrained(wm_run)
-    n_frames = wm.context_frames + args.horizon
+    n_frames = args.context + args.horizon
     val = ClipDataset(sources, n_frames, split="val", resolution=wm.tokenizer.config.resolution,
                       val_clips_per_episode=2)
     items = [val[i] for i in range(min(args.eval_clips, len(val)))]
@@ -107,36 +115,39 @@ def run(args) -> int:
     rews = torch.stack([c["rewards"] for c in items])
 
     def evaluate(**sampling):
-        return [predict_clips(wm, frames[b:b + 16], acts[b:b + 16], rews[b:b + 16], seed=args.seed + b, **sampling)
-                for b in range(0, len(items), 16)]
+        return [predict_clips(wm, frames[b:b + 16], acts[b:b + 16], rews[b:b + 16], seed=args.seed + b,
+                              observed=observed, **sampling) for b in range(0, len(items), 16)]
 
-    # Sampled (the world model's defaults) is the headline; greedy decoding (the most likely token everywhere)
-    # is the point estimate PSNR favours, reported beside it.
-    results = evaluate(**SAMPLED)
+    results = evaluate(**GREEDY)
     s = summarize(results)
-    g = summarize(evaluate(temperature=0.0))
+    sampled = evaluate(**SAMPLED)
+    g = summarize(sampled)
     first = results[0]
     n_show = min(6, first["target"].shape[0])
     write_rollout_gif(out / "rollout.gif", first["context"][:n_show], first["target"][:n_show],
                       first["pred"][:n_show], first["pred_shuffled"][:n_show])
+    write_rollout_gif(out / "rollout_sampled.gif", first["context"][:n_show], first["target"][:n_show],
+                      sampled[0]["pred"][:n_show], sampled[0]["pred_shuffled"][:n_show])
+
+    def gaps(x):
+        return {"model_minus_copy_last_psnr_db": round(x["psnr_model"]["mean"] - x["psnr_copy_last"]["mean"], 3),
+                "model_minus_shuffled_psnr_db_second_half": round(
+                    x["psnr_model"]["second_half"] - x["psnr_shuffled"]["second_half"], 3)}
+
     metrics = {
-        "clips": len(items), "horizon": args.horizon, "context_frames": wm.context_frames,
-        "val_episodes": len(val.datasets[0].split("val")), "sampling": SAMPLED, **s,
-        "model_minus_copy_last_psnr_db": round(s["psnr_model"]["mean"] - s["psnr_copy_last"]["mean"], 3),
-        "model_minus_shuffled_psnr_db_second_half": round(
-            s["psnr_model"]["second_half"] - s["psnr_shuffled"]["second_half"], 3),
-        "greedy": {**{k: g[k] for k in ("psnr_model", "ssim_model", "psnr_shuffled", "ssim_shuffled")},
-                   "model_minus_copy_last_psnr_db": round(g["psnr_model"]["mean"] - g["psnr_copy_last"]["mean"], 3),
-                   "model_minus_shuffled_psnr_db_second_half": round(
-                       g["psnr_model"]["second_half"] - g["psnr_shuffled"]["second_half"], 3)},
+        "clips": len(items), "horizon": args.horizon, "context_frames": args.context,
+        "tokenizer_context_frames": wm.context_frames, "decoding": GREEDY, **s, **gaps(s),
+        "sampled": {"decoding": SAMPLED, **{k: g[k] for k in ("psnr_model", "ssim_model", "psnr_shuffled",
+                                                               "ssim_shuffled", "reward_mae") if k in g}, **gaps(g)},
+        "val_episodes": len(val.datasets[0].split("val")),
         "minutes_total": round((time.time() - t_start) / 60, 2),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"[demo] PSNR over {args.horizon} predicted steps: model {s['psnr_model']['mean']:.2f} dB, "
+    print(f"[demo] greedy decoding, PSNR over {args.horizon} predicted steps: model {s['psnr_model']['mean']:.2f} dB, "
           f"copy-last {s['psnr_copy_last']['mean']:.2f} dB, shuffled actions {s['psnr_shuffled']['mean']:.2f} dB; "
           f"second half: model {s['psnr_model']['second_half']:.2f} vs shuffled "
           f"{s['psnr_shuffled']['second_half']:.2f} dB")
-    print(f"[demo] greedy decoding: model {g['psnr_model']['mean']:.2f} dB, shuffled actions "
+    print(f"[demo] sampled {SAMPLED}: model {g['psnr_model']['mean']:.2f} dB, shuffled actions "
           f"{g['psnr_shuffled']['mean']:.2f} dB; second half: model {g['psnr_model']['second_half']:.2f} vs shuffled "
           f"{g['psnr_shuffled']['second_half']:.2f} dB")
     if "reward_mae" in s:

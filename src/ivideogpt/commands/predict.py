@@ -11,6 +11,9 @@ def add_arguments(p):
     p.add_argument("--data", required=True, help="episode dataset directory")
     p.add_argument("--episodes", type=int, default=4, help="how many held-out episodes to show")
     p.add_argument("--split", default="val", choices=["train", "val"])
+    p.add_argument("--context", type=int, default=None,
+                   help="real frames the model is given (default: its tokenizer's context frames; more are "
+                        "tokenized as observed future frames, e.g. 2 for the demo's model)")
     p.add_argument("--horizon", type=int, default=None, help="predicted frames (default: as many as the model can)")
     p.add_argument("--out", default="predict.gif", help="output .gif or .mp4")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -34,19 +37,24 @@ def run(args) -> int:
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise ConfigError(f"--out {out}: expected a .gif or .mp4 file name")
     wm = WorldModel.from_pretrained(args.model)
-    horizon = args.horizon or wm.max_steps
-    if not 1 <= horizon <= wm.max_steps:
-        raise ConfigError(f"--horizon {horizon}: this model rolls out 1..{wm.max_steps} frames per reset")
-    ds = ClipDataset(args.data, wm.context_frames + horizon, split=args.split,
+    context = wm.context_frames if args.context is None else args.context
+    observed = context - wm.context_frames
+    if not 0 <= observed < wm.max_steps:
+        raise ConfigError(f"--context {context}: this model takes {wm.context_frames} to "
+                          f"{wm.context_frames + wm.max_steps - 1} context frames")
+    horizon = args.horizon or wm.max_steps - observed
+    if not 1 <= horizon <= wm.max_steps - observed:
+        raise ConfigError(f"--horizon {horizon}: with {context} context frames this model rolls out "
+                          f"1..{wm.max_steps - observed} frames per reset")
+    ds = ClipDataset(args.data, context + horizon, split=args.split,
                      resolution=wm.tokenizer.config.resolution, action_dim=wm.action_dim or None)
     if len(ds) == 0:
-        n = wm.context_frames + horizon
-        raise DataError(f"{args.data}: no '{args.split}' episode is long enough for {n} frames")
+        raise DataError(f"{args.data}: no '{args.split}' episode is long enough for {context + horizon} frames")
     items = [ds[i] for i in range(min(args.episodes, len(ds)))]
     frames = to_uint8(torch.stack([it["frames"] for it in items]))
     r = predict_clips(wm, frames, torch.stack([it["actions"] for it in items]),
                       torch.stack([it["rewards"] for it in items]), seed=args.seed, temperature=args.temperature,
-                      top_k=args.top_k)
+                      top_k=args.top_k, observed=observed)
     gif = out if out.suffix.lower() == ".gif" else out.with_suffix(".tmp.gif")
     write_rollout_gif(gif, r["context"], r["target"], r["pred"], r.get("pred_shuffled"))
     if out.suffix.lower() == ".mp4":

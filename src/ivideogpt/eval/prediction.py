@@ -23,20 +23,27 @@ def shuffled_actions(actions: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_clips(wm, frames: torch.Tensor, actions: torch.Tensor | None, rewards: torch.Tensor | None = None, *,
-                  seed: int = 0, temperature: float = 1.0, top_k: int | None = 100, shuffled: bool = True) -> dict:
+                  seed: int = 0, temperature: float = 1.0, top_k: int | None = 100, shuffled: bool = True,
+                  observed: int = 0) -> dict:
     """``frames`` uint8 [B,T,H,W,3], ``actions`` raw [B,T-1,A], ``rewards`` [B,T-1] (the dataset's layout:
-    action t follows frame t). Returns per-step metric arrays [K] and the predicted frames."""
-    t0 = wm.context_frames
+    action t follows frame t). The model gets the first T0 frames as context plus ``observed`` real frames
+    after them (with their actions) and predicts the rest. Returns per-step metric arrays [K] and the predicted
+    frames. The shuffled-action control shuffles only the actions of the predicted steps; copy-last copies the
+    last frame the model was given."""
+    t0 = wm.context_frames + observed
     ctx, target = frames[:, :t0], frames[:, t0:]
     k = target.shape[1]
-    act = actions[:, t0 - 1:t0 - 1 + k] if (actions is not None and wm.action_dim > 0) else None
-    pred, rew = wm.rollout(ctx, act, horizon=k, seed=seed, temperature=temperature, top_k=top_k)
+    use = actions is not None and wm.action_dim > 0
+    act = actions[:, t0 - 1:t0 - 1 + k] if use else None
+    seen = actions[:, wm.context_frames - 1:t0 - 1] if use and observed else None
+    kw = dict(seed=seed, temperature=temperature, top_k=top_k, context_actions=seen)
+    pred, rew = wm.rollout(ctx, act, horizon=k, **kw)
     copy = ctx[:, -1:].expand_as(target)
     out = {"pred": pred, "target": target, "context": ctx}
     out["psnr_model"], out["ssim_model"] = _per_step(target, pred)
     out["psnr_copy_last"], out["ssim_copy_last"] = _per_step(target, copy)
     if shuffled and act is not None:
-        pred_s, _ = wm.rollout(ctx, shuffled_actions(act), seed=seed, temperature=temperature, top_k=top_k)
+        pred_s, _ = wm.rollout(ctx, shuffled_actions(act), **kw)
         out["pred_shuffled"] = pred_s
         out["psnr_shuffled"], out["ssim_shuffled"] = _per_step(target, pred_s)
     if rew is not None and rewards is not None:
