@@ -132,8 +132,10 @@ def test_reports_are_written(wm, data, tmp_path):
 
 
 def test_bad_arguments_raise_clear_errors(wm, data, tmp_path):
-    with pytest.raises(ConfigError, match="--context 3: this model was trained with 2"):
-        run_eval(wm, data, context=3)
+    with pytest.raises(ConfigError, match="--context 1: this model takes 2 to 8"):
+        run_eval(wm, data, context=1)
+    with pytest.raises(ConfigError, match="--horizon 7: with 3 context frames"):
+        run_eval(wm, data, context=3, horizon=MAX_STEPS)
     with pytest.raises(ConfigError, match="--horizon 8"):
         run_eval(wm, data, horizon=MAX_STEPS + 1)
     with pytest.raises(ConfigError, match="action-conditioned"):
@@ -149,7 +151,7 @@ def saved_model(wm, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("extra,expect", [(["--context", "3"], "--context 3"), (["--horizon", "0"], "--horizon 0")])
+@pytest.mark.parametrize("extra,expect", [(["--context", "1"], "--context 1"), (["--horizon", "0"], "--horizon 0")])
 def test_cli_bad_input_exits_2_with_one_line(saved_model, data, tmp_path, capsys, extra, expect):
     rc = main(["evaluate", "--model", str(saved_model), "--data", str(data), "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err.strip()
@@ -175,3 +177,12 @@ def test_cli_end_to_end_and_idm_cache(saved_model, data, tmp_path, capsys):
     assert main(argv) == 0
     assert "reused from" in capsys.readouterr().out
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_observed_context_frames(wm, data):
+    """--context above the tokenizer's: the extra real frames are given (observed) and the horizon starts after
+    them, so copy-last copies a later frame and the clips are one frame longer."""
+    two = run_eval(wm, data, context=2, horizon=3)
+    three = run_eval(wm, data, context=3, horizon=3)
+    assert three["config"]["context"] == 3 and two["config"]["context"] == 2
+    assert three["metrics"]["psnr"]["copy_last"] != two["metrics"]["psnr"]["copy_last"]

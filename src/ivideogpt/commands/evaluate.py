@@ -18,7 +18,8 @@ def add_arguments(p):
     p.add_argument("--data", required=True, help="episode dataset directory")
     p.add_argument("--split", default="val", help="dataset split to evaluate on (default: val)")
     p.add_argument("--context", type=int, default=None,
-                   help="context frames; must equal the model's (default: the model's)")
+                   help="real frames each rollout starts from (default: the tokenizer's context frames; later ones "
+                        "are tokenized as observed future frames)")
     p.add_argument("--horizon", type=int, default=None, help="predicted frames per clip (default: the model's most)")
     p.add_argument("--samples", "-K", type=int, default=100,
                    help="sampled rollouts per clip; best-of-K is reported (paper: 100); 1 gives the mean case")
@@ -64,7 +65,7 @@ def load_or_train_idm(data, resolution: int, steps: int, idm_dir: Path, seed: in
 
 def run(args) -> int:
     from ..errors import ConfigError, DataError
-    from ..eval.protocol import evaluate, markdown_table
+    from ..eval.protocol import check_context, evaluate, markdown_table
     from ..world_model import WorldModel
 
     data = Path(args.data)
@@ -79,11 +80,8 @@ def run(args) -> int:
         raise ConfigError(f"--idm-steps must be >= 0, got {args.idm_steps}")
     wm = WorldModel.from_pretrained(args.model)
     context = wm.context_frames if args.context is None else args.context
-    if context != wm.context_frames:
-        raise ConfigError(f"--context {context}: this model was trained with {wm.context_frames} context frames")
-    horizon = wm.max_steps if args.horizon is None else args.horizon
-    if not 1 <= horizon <= wm.max_steps:
-        raise ConfigError(f"--horizon {horizon}: this model rolls out 1..{wm.max_steps} frames per reset")
+    horizon = wm.max_steps - max(0, context - wm.context_frames) if args.horizon is None else args.horizon
+    check_context(wm, context, horizon)  # before any inverse-dynamics training
     use_actions = wm.action_dim > 0 if args.actions is None else args.actions
     out = Path(args.out)
     idm, cached = None, False

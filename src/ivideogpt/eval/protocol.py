@@ -58,13 +58,14 @@ def seed_for(seed: int, *keys: int) -> int:
 
 
 def load_clips(dataset_path, wm, *, split: str, horizon: int, max_clips: int | None = None,
-               clips_per_episode: int = 1, seed: int = 0) -> dict:
+               clips_per_episode: int = 1, seed: int = 0, context: int | None = None) -> dict:
     """The evaluation clips (context + horizon frames, deterministic val-style selection) as tensors:
     frames uint8 [N, T, H, W, 3], actions raw [N, T-1, A], rewards [N, T-1], and where they came from."""
     from ..data.clips import ClipDataset
     from ..data.episodes import EpisodeDataset
 
-    n_frames = wm.context_frames + horizon
+    context = wm.context_frames if context is None else context
+    n_frames = context + horizon
     if not Path(dataset_path).is_dir():
         raise DataError(f"--data {dataset_path}: no such dataset directory")
     kw = {"resolution": wm.tokenizer.config.resolution, "action_dim": wm.action_dim or None}
@@ -79,7 +80,7 @@ def load_clips(dataset_path, wm, *, split: str, horizon: int, max_clips: int | N
     n = len(ds) if max_clips is None else min(len(ds), int(max_clips))
     if n == 0:
         raise DataError(f"{dataset_path}: no '{split}' episode has the {n_frames} frames a clip needs "
-                        f"(context {wm.context_frames} + horizon {horizon})")
+                        f"(context {context} + horizon {horizon})")
     items = [ds[i] for i in range(n)]
     return {"frames": to_uint8(torch.stack([it["frames"] for it in items])),
             "actions": torch.stack([it["actions"] for it in items]),
@@ -171,6 +172,19 @@ def _detector_name(det) -> str:
 
 
 @torch.no_grad()
+def check_context(wm, context: int, horizon: int) -> int:
+    """How many of ``context`` real frames are observed ones (after the tokenizer's context frames, given as
+    future tokens); a clear error when the model cannot start from ``context`` frames or roll out ``horizon``."""
+    observed = context - wm.context_frames
+    if not 0 <= observed < wm.max_steps:
+        raise ConfigError(f"--context {context}: this model takes {wm.context_frames} to "
+                          f"{wm.context_frames + wm.max_steps - 1} context frames")
+    if not 1 <= horizon <= wm.max_steps - observed:
+        raise ConfigError(f"--horizon {horizon}: with {context} context frames this model rolls out "
+                          f"1..{wm.max_steps - observed} frames per reset")
+    return observed
+
+
 def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon: int, samples: int = 100,
              use_actions: bool = True, max_clips: int | None = None, batch_size: int = 32, seed: int = 0,
              temperature: float = 1.0, top_k: int | None = 100, fvd: bool = True, perceptual: bool = True,
@@ -184,10 +198,7 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
     from tqdm import tqdm
 
     t_start = time.perf_counter()
-    if context != wm.context_frames:
-        raise ConfigError(f"--context {context}: this model was trained with {wm.context_frames} context frames")
-    if not 1 <= horizon <= wm.max_steps:
-        raise ConfigError(f"--horizon {horizon}: this model rolls out 1..{wm.max_steps} frames per reset")
+    observed = check_context(wm, context, horizon)
     if samples < 1 or batch_size < 1:
         raise ConfigError(f"--samples and --batch-size must be >= 1, got {samples} and {batch_size}")
     if use_actions and wm.action_dim == 0:
@@ -196,12 +207,13 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
         raise ConfigError("this world model is action-conditioned: it needs the clips' actions (--actions)")
 
     clips = load_clips(dataset_path, wm, split=split, horizon=horizon, max_clips=max_clips,
-                       clips_per_episode=clips_per_episode, seed=seed)
+                       clips_per_episode=clips_per_episode, seed=seed, context=context)
     frames = clips["frames"]
     n, t0, k = frames.shape[0], context, samples
     ctx, target = frames[:, :t0], frames[:, t0:]
     acts = clips["actions"][:, t0 - 1:t0 - 1 + horizon] if use_actions else None
     acts_s = shuffled_actions(acts) if use_actions else None
+    seen = clips["actions"][:, wm.context_frames - 1:t0 - 1] if use_actions and observed else None
     true_r = clips["rewards"][:, t0 - 1:t0 - 1 + horizon].double().numpy()
     has_reward = bool(getattr(wm.transformer.config, "use_reward", False))
     n_show = min(show, n)
@@ -222,6 +234,7 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
         ci = torch.tensor([c for c, _ in chunk])
         t = time.perf_counter()
         pred, rew = wm.rollout(ctx[ci], acts[ci] if use_actions else None, horizon=horizon,
+                               context_actions=None if seen is None else seen[ci],
                                seed=seed_for(seed, ROLLOUT_TAG, *chunk[0]), temperature=temperature, top_k=top_k)
         t_roll += time.perf_counter() - t
         t = time.perf_counter()
@@ -244,8 +257,8 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
         for j in range(0, n, batch_size):
             ci = torch.arange(j, min(n, j + batch_size))
             t = time.perf_counter()
-            pred, rew = wm.rollout(ctx[ci], acts_s[ci], seed=seed_for(seed, SHUFFLED_TAG, j),
-                                   temperature=temperature, top_k=top_k)
+            pred, rew = wm.rollout(ctx[ci], acts_s[ci], context_actions=None if seen is None else seen[ci],
+                                   seed=seed_for(seed, SHUFFLED_TAG, j), temperature=temperature, top_k=top_k)
             t_roll += time.perf_counter() - t
             t = time.perf_counter()
             shuffled_pred.append(pred)
