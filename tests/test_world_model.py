@@ -101,11 +101,8 @@ def test_changing_action_k_changes_nothing_before_frame_k(temperature, variant):
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
-@VARIANTS
-def test_kv_cache_rollout_matches_teacher_forced_forward(variant):
-    """Greedy ids from the cached rollout == argmax of one full-sequence forward over those ids."""
-    wm = micro_world_model(variant=variant)
-    ctx, acts = context(), actions()
+def record_generated_ids(wm) -> list:
+    """From now on, every frame's sampled future ids [B, n] are appended to the returned list."""
     ids = []
     generate = wm.transformer.generate_frame
 
@@ -115,6 +112,15 @@ def test_kv_cache_rollout_matches_teacher_forced_forward(variant):
         return out
 
     wm.transformer.generate_frame = recording
+    return ids
+
+
+@VARIANTS
+def test_kv_cache_rollout_matches_teacher_forced_forward(variant):
+    """Greedy ids from the cached rollout == argmax of one full-sequence forward over those ids."""
+    wm = micro_world_model(variant=variant)
+    ctx, acts = context(), actions()
+    ids = record_generated_ids(wm)
     frames, rewards = wm.rollout(ctx, acts, temperature=0.0)
     fut = torch.stack(ids, dim=1)  # [B, K, n] future-code ids
     assert fut.shape == (2, 4, wm.tokenizer.n_future_tokens)
@@ -142,15 +148,7 @@ def test_observed_frames_continue_the_rollout(variant):
     ctx, acts = context(), actions(k=4)
     obs = np.random.default_rng(7).integers(0, 256, (2, 1, RES, RES, 3), dtype=np.uint8)
     seen = np.concatenate([ctx, obs], axis=1)
-    ids = []
-    generate = wm.transformer.generate_frame
-
-    def recording(*args, **kwargs):
-        out = generate(*args, **kwargs)
-        ids.append(out[0])
-        return out
-
-    wm.transformer.generate_frame = recording
+    ids = record_generated_ids(wm)
     frames, _ = wm.rollout(seen, acts[:, 1:3], context_actions=acts[:, :1], temperature=0.0)
     assert frames.shape[1] == 2 and wm._state["steps"] == 3
     wm.step(acts[:, 3])
