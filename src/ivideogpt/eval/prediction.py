@@ -36,7 +36,7 @@ def predict_clips(wm, frames: torch.Tensor, actions: torch.Tensor | None, reward
     use = actions is not None and wm.action_dim > 0
     act = actions[:, t0 - 1:t0 - 1 + k] if use else None
     seen = actions[:, wm.context_frames - 1:t0 - 1] if use and observed else None
-    kw = dict(seed=seed, temperature=temperature, top_k=top_k, context_actions=seen)
+    kw = dict(seed=seed, temperature=temperature, top_k=top_k, **({} if seen is None else {"context_actions": seen}))
     pred, rew = wm.rollout(ctx, act, horizon=k, **kw)
     copy = ctx[:, -1:].expand_as(target)
     out = {"pred": pred, "target": target, "context": ctx}

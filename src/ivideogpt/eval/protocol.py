@@ -214,6 +214,9 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
     acts = clips["actions"][:, t0 - 1:t0 - 1 + horizon] if use_actions else None
     acts_s = shuffled_actions(acts) if use_actions else None
     seen = clips["actions"][:, wm.context_frames - 1:t0 - 1] if use_actions and observed else None
+
+    def observed_actions(ci):  # only when there are observed frames: any model with a plain rollout() still works
+        return {} if seen is None else {"context_actions": seen[ci]}
     true_r = clips["rewards"][:, t0 - 1:t0 - 1 + horizon].double().numpy()
     has_reward = bool(getattr(wm.transformer.config, "use_reward", False))
     n_show = min(show, n)
@@ -233,8 +236,7 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
         chunk = jobs[j:j + batch_size]
         ci = torch.tensor([c for c, _ in chunk])
         t = time.perf_counter()
-        pred, rew = wm.rollout(ctx[ci], acts[ci] if use_actions else None, horizon=horizon,
-                               context_actions=None if seen is None else seen[ci],
+        pred, rew = wm.rollout(ctx[ci], acts[ci] if use_actions else None, horizon=horizon, **observed_actions(ci),
                                seed=seed_for(seed, ROLLOUT_TAG, *chunk[0]), temperature=temperature, top_k=top_k)
         t_roll += time.perf_counter() - t
         t = time.perf_counter()
@@ -257,8 +259,8 @@ def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon:
         for j in range(0, n, batch_size):
             ci = torch.arange(j, min(n, j + batch_size))
             t = time.perf_counter()
-            pred, rew = wm.rollout(ctx[ci], acts_s[ci], context_actions=None if seen is None else seen[ci],
-                                   seed=seed_for(seed, SHUFFLED_TAG, j), temperature=temperature, top_k=top_k)
+            pred, rew = wm.rollout(ctx[ci], acts_s[ci], **observed_actions(ci), seed=seed_for(seed, SHUFFLED_TAG, j),
+                                   temperature=temperature, top_k=top_k)
             t_roll += time.perf_counter() - t
             t = time.perf_counter()
             shuffled_pred.append(pred)
