@@ -325,6 +325,22 @@ def test_world_model_predictor_context_and_planning(wm):
     with pytest.raises(ConfigError, match="H <= 4"):
         pred(np.zeros((2, 5, 2), np.float32))
 
+    # observed=1: the model also gets the latest real frame after its context frame, with its action.
+    seen = WorldModelPredictor(wm, seed=0, observed=1)
+    seen.reset(env, obs, seed=0)
+    assert seen.context().shape[0] == 1 and seen.context_actions() is None  # nothing observed yet
+    a1 = np.array([1.0, 0.0], np.float32)
+    seen.observe(env, obs2, a1)
+    np.testing.assert_array_equal(seen.context(), np.stack([obs, obs2]))
+    np.testing.assert_array_equal(seen.context_actions(), a1[None])
+    cand = np.random.default_rng(0).uniform(-1, 1, (2, 3, 2)).astype(np.float32)
+    got, _ = seen(cand)
+    want, _ = wm.rollout(np.stack([np.stack([obs, obs2])] * 2), cand, context_actions=np.stack([a1[None]] * 2),
+                         seed=int(np.random.SeedSequence([0, 0]).generate_state(1)[0]))
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ConfigError, match="H <= 3"):
+        seen(np.zeros((2, 4, 2), np.float32))
+
 
 # ---------------------------------------------------------------------------------------- closed-loop runner
 def test_run_plan_random_and_oracle_with_resume(tmp_path):

@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
                    "(default 0; plain MSE gives no signal while objects and their goal places do not overlap)")
     p.add_argument("--temperature", type=float, default=1.0, help="world-model sampling temperature")
     p.add_argument("--top-k", type=int, default=100)
+    p.add_argument("--context", type=int, default=None,
+                   help="real frames the world model is given (default: its tokenizer's context frames; the "
+                        "demo's model: 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gif-episodes", type=int, default=4, help="write GIFs for the first N episodes")
     p.add_argument("--out", required=True, help="output directory")
@@ -85,7 +88,7 @@ def run(args) -> int:
                         episodes=args.episodes, steps=steps, seed=args.seed, cost=args.cost,
                         cost_frames=args.cost_frames, blur=args.blur, horizon=args.horizon, samples=args.samples,
                         iterations=args.iterations, max_batch=args.max_batch, temperature=args.temperature,
-                        top_k=args.top_k, gif_episodes=args.gif_episodes)
+                        top_k=args.top_k, context=args.context, gif_episodes=args.gif_episodes)
     with torch.inference_mode():
         summary = run_plan(cfg, args.out, world_model=wm, resume=args.resume, progress=not args.no_progress)
     print(format_table(summary))

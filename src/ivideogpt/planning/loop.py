@@ -56,6 +56,7 @@ class PlanRunConfig:
     max_batch: int | None = None
     temperature: float = 1.0  # world-model sampling
     top_k: int | None = 100
+    context: int | None = None  # real frames the world model is given (default: its tokenizer's; see WorldModel.reset)
     require_expert_success: bool = True  # skip instances whose expert demo fails (its goal image shows no success)
     max_skips: int = 100  # give up if this many instances in a row have failing expert demos
     gif_episodes: int = 4
@@ -103,7 +104,7 @@ def run_episode(env, method: str, goal, env_seed: int, steps: int, planner=None,
         ret += float(r)
         ok_any = ok_any or bool(info["success"])
         if planner is not None:
-            predictor.observe(env, obs)
+            predictor.observe(env, obs, a)
         real.append(obs)
         if progress is not None:
             progress.update(1)
@@ -238,7 +239,9 @@ def run_plan(cfg: PlanRunConfig, out, *, world_model=None, resume: bool = False,
                 # Same planner seed for both planning methods: the same candidate noise, only the model differs.
                 planner = make_planner(cfg.planner, low, high, seed=plan_seed, **overrides)
                 if method == "world_model":
-                    predictor = WorldModelPredictor(world_model, temperature=cfg.temperature, top_k=cfg.top_k)
+                    observed = 0 if cfg.context is None else cfg.context - world_model.context_frames
+                    predictor = WorldModelPredictor(world_model, temperature=cfg.temperature, top_k=cfg.top_k,
+                                                    observed=observed)
                 else:
                     predictor = SimulatorPredictor(sim)
             record = ep < cfg.gif_episodes and method != "random"

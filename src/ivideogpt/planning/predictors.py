@@ -1,8 +1,8 @@
 """Models that predict the futures of candidate action sequences from the current state of an episode.
 
 Each predictor is ``predict(actions [N, H, A]) -> (frames [N, H, h, w, 3] uint8, rewards [N, H] | None)`` and is
-told about the real episode with ``reset(env, obs, seed)`` at its start and ``observe(env, obs)`` after every
-real step. Two of them:
+told about the real episode with ``reset(env, obs, seed)`` at its start and ``observe(env, obs, action)`` after
+every real step. Two of them:
 
 - ``WorldModelPredictor``: the world model rolls every candidate out from the last real frames.
 - ``SimulatorPredictor``: the "oracle" of VP2's simulator row. A second instance of the real environment is
@@ -19,37 +19,60 @@ from ..errors import ConfigError
 
 
 class WorldModelPredictor:
-    def __init__(self, wm, *, temperature: float = 1.0, top_k: int | None = 100, seed: int = 0):
+    """``observed``: how many of the latest real frames after the tokenizer's context frames the model is also
+    given, with the actions that led to them (``WorldModel.reset(..., context_actions=...)``; the demo's model
+    predicts far better from two real frames than from one)."""
+
+    def __init__(self, wm, *, temperature: float = 1.0, top_k: int | None = 100, seed: int = 0, observed: int = 0):
+        if not 0 <= observed < wm.max_steps:
+            raise ConfigError(f"world model predictor: observed must be 0..{wm.max_steps - 1}, got {observed}")
         self.wm, self.temperature, self.top_k, self.seed = wm, temperature, top_k, int(seed)
+        self.observed = int(observed)
         self.history: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
         self.calls = 0
 
     def reset(self, env, obs, seed: int | None = None) -> None:
-        self.history = [np.asarray(obs)]
+        self.history, self.actions = [np.asarray(obs)], []
         self.calls = 0
         if seed is not None:
             self.seed = int(seed)
 
-    def observe(self, env, obs) -> None:
-        self.history = (self.history + [np.asarray(obs)])[-self.wm.context_frames:]
+    def observe(self, env, obs, action=None) -> None:
+        self.history = (self.history + [np.asarray(obs)])[-(self.wm.context_frames + self.observed):]
+        if action is not None and self.observed:
+            self.actions = (self.actions + [np.asarray(action, np.float32)])[-self.observed:]
+
+    def _n_observed(self) -> int:
+        # Each observed frame needs the action that led to it; an episode's first steps have fewer.
+        return min(self.observed, len(self.history) - 1, len(self.actions))
 
     def context(self) -> np.ndarray:
-        """The last ``context_frames`` real frames [T0, h, w, 3]; at an episode's start, where fewer have been
-        seen, the first frame stands in for the missing ones (the scene was at rest before the episode)."""
-        t0 = self.wm.context_frames
-        frames = self.history[-t0:]
-        return np.stack([frames[0]] * (t0 - len(frames)) + frames)
+        """The last real frames [T0 + observed, h, w, 3]; at an episode's start, where fewer have been seen, the
+        first frame stands in for the missing context frames (the scene was at rest before the episode)."""
+        t0, k = self.wm.context_frames, self._n_observed()
+        frames = self.history[-(t0 + k):]
+        return np.stack([frames[0]] * (t0 + k - len(frames)) + frames)
+
+    def context_actions(self) -> np.ndarray | None:
+        """The actions [observed, A] that led to the observed frames of :meth:`context` (None without any)."""
+        k = self._n_observed()
+        return np.stack(self.actions[-k:]) if k else None
 
     def __call__(self, actions):
         actions = np.asarray(actions, np.float32)
-        if actions.ndim != 3 or actions.shape[1] > self.wm.max_steps:
-            raise ConfigError(f"world model predictor: actions must be [N, H, A] with H <= {self.wm.max_steps} "
-                              f"(the model's longest rollout), got {actions.shape}")
+        room = self.wm.max_steps - self._n_observed()
+        if actions.ndim != 3 or actions.shape[1] > room:
+            raise ConfigError(f"world model predictor: actions must be [N, H, A] with H <= {room} "
+                              f"(the model's longest rollout after the frames it is given), got {actions.shape}")
         ctx = np.repeat(self.context()[None], len(actions), axis=0)
+        seen = self.context_actions()
+        extra = {} if seen is None else {"context_actions": np.repeat(seen[None], len(actions), axis=0)}
         # A different sampling seed per call, reproducible from the episode seed.
         seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
         self.calls += 1
-        frames, rewards = self.wm.rollout(ctx, actions, temperature=self.temperature, top_k=self.top_k, seed=seed)
+        frames, rewards = self.wm.rollout(ctx, actions, temperature=self.temperature, top_k=self.top_k, seed=seed,
+                                          **extra)
         return frames, rewards
 
 
@@ -68,7 +91,7 @@ class SimulatorPredictor:
         self.sim.reset(seed=seed)
         self.observe(env, obs)
 
-    def observe(self, env, obs) -> None:
+    def observe(self, env, obs, action=None) -> None:
         self.state = env.get_state()
 
     def __call__(self, actions):
