@@ -38,9 +38,8 @@ class WorldModel(torch.nn.Module):
         self.tokenizer, self.transformer = tokenizer, transformer
         self.goal_conditioned = goal_conditioned
         self._check_compatible()
-        tr = transformer
-        if tr.config.code_embedding and not bool(tr.code_vectors.any()):
-            tr.set_code_vectors(*tokenizer.code_vectors())  # a new transformer; a loaded one keeps its own
+        if transformer.config.code_embedding and not bool(transformer.code_vectors.any()):
+            transformer.set_code_vectors(*tokenizer.code_vectors())  # a new transformer; a loaded one keeps its own
         self._state = None
 
     # ----------------------------------------------------------------------------------------- loading

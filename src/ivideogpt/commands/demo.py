@@ -60,8 +60,7 @@ def run(args) -> int:
 
     from ..config import from_dict, load_preset, to_dict
     from ..data.clips import ClipDataset, MixtureSource
-    from ..errors import ConfigError
-    from ..eval.prediction import predict_clips, summarize, write_rollout_gif
+    from ..eval.prediction import check_context, predict_clips, summarize, write_rollout_gif
     from ..frames import to_uint8
     from ..train.config import TrainConfig
     from ..train.tokenizer_task import TokenizerTask
@@ -96,11 +95,7 @@ def run(args) -> int:
     wm_run = out / "world_model"
     ptask = TransformerTask(pp["model"], pcfg, sources, tokenizer=str(tok_run), out=wm_run)
     pm = ptask.trainable()
-    max_steps, t0 = pm.wm.max_steps, pm.wm.context_frames
-    observed = args.context - t0
-    if observed < 0 or observed + args.horizon > max_steps:  # checked before training, not after
-        raise ConfigError(f"--context {args.context} --horizon {args.horizon}: this model takes at least {t0} "
-                          f"context frames and rolls out {max_steps} frames per reset, observed ones included")
+    observed = check_context(pm.wm, args.context, args.horizon)  # before training, not after
     _train(ptask, pcfg, wm_run, {"preset": args.transformer_preset, "model": to_dict(pm.wm.transformer.config),
                                  "tokenizer": str(tok_run), "data": [str(data)]})
 

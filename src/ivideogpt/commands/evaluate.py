@@ -65,7 +65,8 @@ def load_or_train_idm(data, resolution: int, steps: int, idm_dir: Path, seed: in
 
 def run(args) -> int:
     from ..errors import ConfigError, DataError
-    from ..eval.protocol import check_context, evaluate, markdown_table
+    from ..eval.prediction import check_context
+    from ..eval.protocol import evaluate, markdown_table
     from ..world_model import WorldModel
 
     data = Path(args.data)

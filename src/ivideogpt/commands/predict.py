@@ -29,7 +29,7 @@ def run(args) -> int:
 
     from ..data.clips import ClipDataset
     from ..errors import ConfigError, DataError
-    from ..eval.prediction import predict_clips, write_rollout_gif
+    from ..eval.prediction import check_context, predict_clips, write_rollout_gif
     from ..frames import to_uint8
     from ..world_model import WorldModel
 
@@ -38,14 +38,8 @@ def run(args) -> int:
         raise ConfigError(f"--out {out}: expected a .gif or .mp4 file name")
     wm = WorldModel.from_pretrained(args.model)
     context = wm.context_frames if args.context is None else args.context
-    observed = context - wm.context_frames
-    if not 0 <= observed < wm.max_steps:
-        raise ConfigError(f"--context {context}: this model takes {wm.context_frames} to "
-                          f"{wm.context_frames + wm.max_steps - 1} context frames")
-    horizon = args.horizon or wm.max_steps - observed
-    if not 1 <= horizon <= wm.max_steps - observed:
-        raise ConfigError(f"--horizon {horizon}: with {context} context frames this model rolls out "
-                          f"1..{wm.max_steps - observed} frames per reset")
+    horizon = args.horizon or wm.max_steps - max(0, context - wm.context_frames)
+    observed = check_context(wm, context, horizon)
     ds = ClipDataset(args.data, context + horizon, split=args.split,
                      resolution=wm.tokenizer.config.resolution, action_dim=wm.action_dim or None)
     if len(ds) == 0:

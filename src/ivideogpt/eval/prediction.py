@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .metrics import psnr, ssim
 
 
@@ -19,6 +20,19 @@ def shuffled_actions(actions: torch.Tensor) -> torch.Tensor:
     if actions.shape[0] >= 2:
         return actions.roll(1, dims=0)
     return actions.flip(1)
+
+
+def check_context(wm, context: int, horizon: int) -> int:
+    """How many of ``context`` real frames are observed ones (after the tokenizer's context frames, given as
+    future tokens); a clear error when the model cannot start from ``context`` frames or roll out ``horizon``."""
+    observed = context - wm.context_frames
+    if not 0 <= observed < wm.max_steps:
+        raise ConfigError(f"--context {context}: this model takes {wm.context_frames} to "
+                          f"{wm.context_frames + wm.max_steps - 1} context frames")
+    if not 1 <= horizon <= wm.max_steps - observed:
+        raise ConfigError(f"--horizon {horizon}: with {context} context frames this model rolls out "
+                          f"1..{wm.max_steps - observed} frames per reset")
+    return observed
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..frames import to_uint8
 from .metrics import psnr, ssim
-from .prediction import shuffled_actions
+from .prediction import check_context, shuffled_actions
 
 # Identical frames have infinite PSNR; capped so that means stay finite (best-of-K still prefers them).
 PSNR_CAP = 99.0
@@ -172,19 +172,6 @@ def _detector_name(det) -> str:
 
 
 @torch.no_grad()
-def check_context(wm, context: int, horizon: int) -> int:
-    """How many of ``context`` real frames are observed ones (after the tokenizer's context frames, given as
-    future tokens); a clear error when the model cannot start from ``context`` frames or roll out ``horizon``."""
-    observed = context - wm.context_frames
-    if not 0 <= observed < wm.max_steps:
-        raise ConfigError(f"--context {context}: this model takes {wm.context_frames} to "
-                          f"{wm.context_frames + wm.max_steps - 1} context frames")
-    if not 1 <= horizon <= wm.max_steps - observed:
-        raise ConfigError(f"--horizon {horizon}: with {context} context frames this model rolls out "
-                          f"1..{wm.max_steps - observed} frames per reset")
-    return observed
-
-
 def evaluate(wm, dataset_path, *, split: str = "val", context: int = 2, horizon: int, samples: int = 100,
              use_actions: bool = True, max_clips: int | None = None, batch_size: int = 32, seed: int = 0,
              temperature: float = 1.0, top_k: int | None = 100, fvd: bool = True, perceptual: bool = True,

@@ -25,7 +25,9 @@ class WorldModelPredictor:
 
     def __init__(self, wm, *, temperature: float = 1.0, top_k: int | None = 100, seed: int = 0, observed: int = 0):
         if not 0 <= observed < wm.max_steps:
-            raise ConfigError(f"world model predictor: observed must be 0..{wm.max_steps - 1}, got {observed}")
+            t0 = wm.context_frames
+            raise ConfigError(f"--context {t0 + observed} ({observed} observed after the tokenizer's {t0}): this "
+                              f"model takes {t0} to {t0 + wm.max_steps - 1} context frames")
         self.wm, self.temperature, self.top_k, self.seed = wm, temperature, top_k, int(seed)
         self.observed = int(observed)
         self.history: list[np.ndarray] = []

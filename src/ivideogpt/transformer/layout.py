@@ -23,6 +23,7 @@ model is therefore built with ``context_frames = T0 + 1``; nothing else changes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -157,8 +158,6 @@ class SequenceLayout:
 
     @staticmethod
     def grid_side(tokens: int) -> int:
-        import math
-
         g = math.isqrt(tokens)
         if g * g != tokens:
             raise ValueError(f"spatial coordinates need square token grids, got {tokens} tokens per frame")
