@@ -30,7 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--samples", type=int, default=None, help="candidates per iteration (default 200, the paper's)")
     p.add_argument("--iterations", type=int, default=None, help="planner iterations per step (default: CEM 3, MPPI 1)")
     p.add_argument("--max-batch", type=int, default=None, help="candidates per model call (memory bound; default 200)")
-    p.add_argument("--cost", default="mse", help="mse, perceptual, reward or a weighted sum such as 'mse:1,reward:0.1'")
+    p.add_argument("--cost", default="mse", help="mse, perceptual, keypoints (pusher: object-aware, from the pixels), "
+                   "reward or a weighted sum such as 'mse:1,reward:0.1'")
     p.add_argument("--cost-frames", default="last", choices=["last", "all", "sum", "discounted"],
                    help="which predicted frames the goal-image cost counts (default: last, as VP2)")
     p.add_argument("--blur", type=float, default=0.0, help="Gaussian blur sigma in pixels for the mse cost "

@@ -200,6 +200,16 @@ class PusherEnv(gym.Env):
             return None
         return self._frame.copy()
 
+    def designation(self) -> dict:
+        """What an object-aware planning cost needs to find block 0 and the effector in this episode's frames
+        (``planning.costs.ObjectKeypoints``): their colours, the table's mean colour, and the centre distance
+        at which the effector touches block 0 (world units = frame widths: the table fills the frame)."""
+        if self._frame is None:
+            raise RuntimeError("designation() before reset(): there is no episode yet")
+        return {"object_colour": self.colours[0].astype(np.float32), "effector_colour": EFFECTOR_FILL.copy(),
+                "background_colour": self.background.reshape(-1, 3).mean(0).astype(np.float32) / 255.0,
+                "reach": float(self.bounds[0]) + self.effector_radius}
+
     # ---- state save / restore (planning with the simulator as the model) -------------------------
 
     # Everything reset() draws or step() changes. The episode's scene (background with the goal drawn

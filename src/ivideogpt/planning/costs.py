@@ -5,8 +5,9 @@ horizon: only the ``last`` predicted frame counts (VP2's goal-image costs), ``al
 mean; ``sum`` adds them up), or ``discounted`` (step t weighs ``discount ** (H - 1 - t)``, so the end matters
 most and early frames still steer).
 
-Terms: pixel MSE to a goal image, perceptual (ST-LPIPS) distance to a goal image, predicted reward (negated),
-or any callable with the same signature.
+Terms: pixel MSE to a goal image, perceptual (ST-LPIPS) distance to a goal image, an object-aware keypoint
+distance read off the pixels (``ObjectKeypoints``), predicted reward (negated), or any callable with the same
+signature.
 """
 
 from __future__ import annotations
@@ -128,6 +129,64 @@ class PerceptualDistance:
         return perceptual(x, self.goal.expand_as(x), batch_size=self.batch_size)
 
 
+def colour_centroid(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean pixel position [..., 2] (x = column, y = row; the frame spans [0, 1]) of weights [..., h, w]."""
+    h, w = weight.shape[-2:]
+    cy = (torch.arange(h, dtype=x.dtype, device=x.device) + 0.5) / h
+    cx = (torch.arange(w, dtype=x.dtype, device=x.device) + 0.5) / w
+    total = weight.sum((-2, -1)).clamp_min(1e-6)
+    return torch.stack([(weight.sum(-2) * cx).sum(-1) / total, (weight.sum(-1) * cy).sum(-1) / total], -1)
+
+
+class ObjectKeypoints:
+    """Object-aware goal cost read off the pixels, per step [N, H] in frame widths.
+
+    Pixel MSE to a goal image is dominated by the effector (large, high contrast): even a perfect model plans
+    the effector into its goal-image pose and leaves the object. Here the user designates the object and the
+    effector by colour (as Visual Foresight designates pixels); their positions in every predicted frame are soft
+    colour centroids, the object's goal is its centroid in the goal image, and the cost is
+
+        |object - goal| + approach * |effector - (object - reach * unit(goal - object))|
+
+    the second term pulling the effector to the push pose behind the object (``reach``: centre distance at which
+    they touch) so a short horizon still gets a signal before the object moves. Positions come only from the
+    frames, so a world model is judged by where it draws things. A pixel counts for a colour with weight
+    ``exp(-d^2 / 2 sigma^2)`` (d: RGB distance in [0, 1]) when it is nearer that colour than the background's.
+    """
+
+    def __init__(self, goal, object_colour, effector_colour, background_colour, reach: float,
+                 approach: float = 0.5, sigma: float = 0.1):
+        if reach < 0 or approach < 0 or sigma <= 0:
+            raise ConfigError(f"ObjectKeypoints: need reach >= 0, approach >= 0, sigma > 0; got reach={reach}, "
+                              f"approach={approach}, sigma={sigma}")
+        self.colours = {k: torch.as_tensor(np.asarray(c, np.float32)).reshape(3) for k, c in
+                        (("object", object_colour), ("effector", effector_colour), ("background", background_colour))}
+        self.reach, self.approach, self.sigma = float(reach), float(approach), float(sigma)
+        goal = _goal(goal, "ObjectKeypoints")
+        self.goal_shape, self.goal = tuple(goal.shape), self.locate(goal, "object")
+
+    def locate(self, x: torch.Tensor, what: str) -> torch.Tensor:
+        """Position [..., 2] of the object or the effector in frames [..., h, w, 3] in [0, 1]."""
+        d = (x - self.colours[what].to(x)).square().sum(-1)
+        d_bg = (x - self.colours["background"].to(x)).square().sum(-1)
+        w = torch.exp(-d / (2 * self.sigma ** 2)) * (d < d_bg)
+        # A 3x3 erosion (min-filter) keeps filled shapes and removes thin lines: pusher draws the object's goal
+        # ring in the object's colour, which would pull its centroid a third of the way to the goal.
+        lead = w.shape[:-2]
+        w = -torch.nn.functional.max_pool2d(-w.reshape(-1, 1, *w.shape[-2:]), 3, stride=1, padding=1)
+        return colour_centroid(x, w.reshape(*lead, *w.shape[-2:]))
+
+    def __call__(self, frames, rewards, actions) -> torch.Tensor:
+        x = _unit_frames(frames)
+        if x.shape[-3:] != self.goal_shape:
+            raise ValueError(f"ObjectKeypoints: frames are {tuple(x.shape[-3:])}, goal is {self.goal_shape}")
+        obj, eff = self.locate(x, "object"), self.locate(x, "effector")
+        to_goal = self.goal.to(x) - obj
+        dist = to_goal.norm(dim=-1)
+        push_pose = obj - self.reach * to_goal / dist.clamp_min(1e-6)[..., None]
+        return dist + self.approach * (eff - push_pose).norm(dim=-1)
+
+
 class NegativeReward:
     """Minus the predicted reward per step: [N, H] (frames='sum' gives the negative return over the horizon)."""
 
@@ -163,14 +222,17 @@ class Cost:
         return total
 
 
-COST_NAMES = ("mse", "perceptual", "reward")
+COST_NAMES = ("mse", "perceptual", "keypoints", "reward")
 
 
-def goal_cost(spec: str, goal=None, frames: str = "last", discount: float = 0.9, blur: float = 0.0) -> Cost:
-    """A cost from a spec like ``mse``, ``perceptual``, ``reward`` or ``mse:1,perceptual:0.5`` (name:weight).
+def goal_cost(spec: str, goal=None, frames: str = "last", discount: float = 0.9, blur: float = 0.0,
+              designation: dict | None = None) -> Cost:
+    """A cost from a spec like ``mse``, ``perceptual``, ``keypoints``, ``reward`` or ``mse:1,perceptual:0.5``
+    (name:weight).
 
     Goal-image terms use ``frames``; the reward term always sums over the whole horizon (its meaning);
-    ``blur`` is the Gaussian sigma (pixels) of the ``mse`` term.
+    ``blur`` is the Gaussian sigma (pixels) of the ``mse`` term; ``designation`` holds the ``keypoints`` term's
+    colours and reach (``ObjectKeypoints`` arguments; an environment's ``designation()``, e.g. pusher's).
     """
     terms = []
     for part in spec.split(","):
@@ -179,12 +241,17 @@ def goal_cost(spec: str, goal=None, frames: str = "last", discount: float = 0.9,
             weight = float(w) if w else 1.0
         except ValueError:
             raise ConfigError(f"cost '{spec}': weight of '{name}' must be a number, got {w!r}") from None
-        if name in ("mse", "perceptual") and goal is None:
+        if name in ("mse", "perceptual", "keypoints") and goal is None:
             raise ConfigError(f"cost '{spec}': term '{name}' needs a goal image")
         if name == "mse":
             terms.append(CostTerm(PixelMSE(goal, blur), weight, frames, discount, name))
         elif name == "perceptual":
             terms.append(CostTerm(PerceptualDistance(goal), weight, frames, discount, name))
+        elif name == "keypoints":
+            if designation is None:
+                raise ConfigError(f"cost '{spec}': term 'keypoints' needs the object and effector designated by "
+                                  f"the environment (pusher has them; this environment does not)")
+            terms.append(CostTerm(ObjectKeypoints(goal, **designation), weight, frames, discount, name))
         elif name == "reward":
             terms.append(CostTerm(NegativeReward(), weight, "sum", discount, name))
         else:

@@ -121,6 +121,12 @@ def run_episode(env, method: str, goal, env_seed: int, steps: int, planner=None,
     return row
 
 
+def designation(env) -> dict | None:
+    """The episode's designated object and effector for the ``keypoints`` cost, where the env has them."""
+    fn = getattr(env.unwrapped, "designation", None)
+    return fn() if fn is not None else None
+
+
 def cost_names(cost) -> list[str]:
     return [t.name for t in getattr(cost, "terms", [])]
 
@@ -209,7 +215,9 @@ def run_plan(cfg: PlanRunConfig, out, *, world_model=None, resume: bool = False,
     horizon = make_planner(cfg.planner, low, high, **overrides).cfg.horizon
     if "world_model" in cfg.methods:
         _check_world_model(world_model, env, horizon)
-    goal_cost(cfg.cost, np.zeros(env.observation_space.shape[-3:], np.uint8), frames=cfg.cost_frames, blur=cfg.blur)
+    env.reset(seed=episode_seeds(cfg.seed, 0)[0])
+    goal_cost(cfg.cost, np.zeros(env.observation_space.shape[-3:], np.uint8), frames=cfg.cost_frames, blur=cfg.blur,
+              designation=designation(env))
     # One private simulator copy for the oracle, restored per candidate (a Meta-World env holds a GL renderer).
     sim = make(cfg.env, **cfg.env_kwargs) if "oracle" in cfg.methods else None
     bar = tqdm(total=cfg.episodes * cfg.steps * len(cfg.methods), unit="step", desc=f"plan {cfg.env}",
@@ -229,7 +237,7 @@ def run_plan(cfg: PlanRunConfig, out, *, world_model=None, resume: bool = False,
             if skipped_in_a_row >= cfg.max_skips:
                 raise ConfigError(f"the scripted expert failed on {cfg.max_skips} instances in a row in {cfg.steps} "
                                   f"steps: give more --steps")
-        cost = goal_cost(cfg.cost, goal, frames=cfg.cost_frames, blur=cfg.blur)
+        cost = goal_cost(cfg.cost, goal, frames=cfg.cost_frames, blur=cfg.blur, designation=designation(env))
         for method in cfg.methods:
             if (ep, method) in done:
                 continue
