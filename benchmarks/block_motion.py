@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ivideogpt.commands.collect import episode_seeds
+from ivideogpt.commands.plan import env_settings
 from ivideogpt.data.episodes import EpisodeDataset
 from ivideogpt.envs import make
 from ivideogpt.eval.prediction import shuffled_actions
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     run = Path(args.run)
     wm = WorldModel.from_pretrained(run / "world_model").eval()
     ds = EpisodeDataset(run / "data")
-    env = make("pusher", **{k: v for k, v in ds.meta.get("extra", {}).get("env_kwargs", {}).items()})
+    env = make("pusher", **env_settings(run / "data", [], None)[0])
     T0, K, t0 = args.context, args.horizon, wm.context_frames
     clips = moving_clips(ds, env, T0 + K, T0 - 1, args.min_move, 4, args.clips)
     errs = {k: [] for k in ("static", "tokenizer", "model", "shuffled")}

@@ -129,11 +129,11 @@ class PerceptualDistance:
         return perceptual(x, self.goal.expand_as(x), batch_size=self.batch_size)
 
 
-def colour_centroid(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def colour_centroid(weight: torch.Tensor) -> torch.Tensor:
     """Weighted mean pixel position [..., 2] (x = column, y = row; the frame spans [0, 1]) of weights [..., h, w]."""
     h, w = weight.shape[-2:]
-    cy = (torch.arange(h, dtype=x.dtype, device=x.device) + 0.5) / h
-    cx = (torch.arange(w, dtype=x.dtype, device=x.device) + 0.5) / w
+    cy = (torch.arange(h, dtype=weight.dtype, device=weight.device) + 0.5) / h
+    cx = (torch.arange(w, dtype=weight.dtype, device=weight.device) + 0.5) / w
     total = weight.sum((-2, -1)).clamp_min(1e-6)
     return torch.stack([(weight.sum(-2) * cx).sum(-1) / total, (weight.sum(-1) * cy).sum(-1) / total], -1)
 
@@ -174,7 +174,7 @@ class ObjectKeypoints:
         # ring in the object's colour, which would pull its centroid a third of the way to the goal.
         lead = w.shape[:-2]
         w = -torch.nn.functional.max_pool2d(-w.reshape(-1, 1, *w.shape[-2:]), 3, stride=1, padding=1)
-        return colour_centroid(x, w.reshape(*lead, *w.shape[-2:]))
+        return colour_centroid(w.reshape(*lead, *w.shape[-2:]))
 
     def __call__(self, frames, rewards, actions) -> torch.Tensor:
         x = _unit_frames(frames)
