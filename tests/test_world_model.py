@@ -305,6 +305,35 @@ def test_batch_rows_are_independent_rollouts():
         np.testing.assert_allclose(ri[0], rewards[i], rtol=1e-5, atol=1e-6)
 
 
+@VARIANTS
+def test_samples_encode_each_context_once(variant):
+    """samples=S rolls each context out S times from one encoding and one prefill: the same greedy rollouts as
+    the context repeated S times, while sampled rows of one context still draw their own tokens."""
+    wm = micro_world_model(variant=variant)
+    ctx, acts = context(b=2), actions(b=6)
+    prefills = []
+    prefill = wm.transformer.prefill
+    wm.transformer.prefill = lambda tokens, *a, **k: prefills.append(tokens.shape[0]) or prefill(tokens, *a, **k)
+    frames, rewards = wm.rollout(ctx, acts, samples=3, temperature=0.0)
+    assert prefills == [2] and frames.shape == (6, 4, RES, RES, 3) and rewards.shape == (6, 4)
+    f2, r2 = wm.rollout(np.repeat(ctx, 3, axis=0), acts, temperature=0.0)
+    assert prefills == [2, 6]
+    # Frames are rounded to uint8 from float convs whose batch size differs: allow one grey level.
+    assert np.abs(frames.astype(int) - f2).max() <= 1
+    np.testing.assert_allclose(rewards, r2, rtol=1e-5, atol=1e-6)
+
+    same = np.repeat(acts[:1], 3, axis=0)
+    wm.reset(ctx[:1], samples=3, seed=0)
+    assert wm.step(same[:, 0]).frames.shape == (3, RES, RES, 3)
+    drawn = wm.rollout(ctx[:1], same, samples=3, seed=0)[0]
+    assert not np.array_equal(drawn[0], drawn[1]) and not np.array_equal(drawn[1], drawn[2])
+    with pytest.raises(ValueError, match="B = 6"):
+        wm.rollout(ctx, acts[:2], samples=3)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="samples"):
+            wm.rollout(ctx, acts, samples=bad)
+
+
 def test_max_steps_limit():
     wm = micro_world_model()
     ctx = context()

@@ -147,7 +147,7 @@ class WorldModel(torch.nn.Module):
 
     # ----------------------------------------------------------------------------------- interaction
     @torch.no_grad()
-    def reset(self, context_frames, goal=None, *, context_actions=None, temperature: float = 1.0,
+    def reset(self, context_frames, goal=None, *, context_actions=None, samples: int = 1, temperature: float = 1.0,
               top_k: int | None = 100, seed: int | None = None, generator: torch.Generator | None = None) -> None:
         """Start B rollouts from ``context_frames`` uint8 [B, T, H, W, 3] (and a goal frame [B, H, W, 3]).
 
@@ -155,8 +155,13 @@ class WorldModel(torch.nn.Module):
         that led to them in ``context_actions`` float [B, T - T0, A]. Those are tokenized as future frames and
         fed to the transformer, so the rollout continues from what was seen instead of predicting it (each one
         uses up one of the ``max_steps`` frames of this reset).
+
+        ``samples`` = S > 1 starts S rollouts from each context (a planner's candidate action sequences): the
+        context is encoded and run through the transformer once, then its KV cache and features are repeated,
+        so steps take B * S rows, sample-major (row ``b * S + j`` is sample j of context b).
         """
         x = self._frames_in(context_frames, "context_frames")
+        samples = _samples_in(samples)
         t0 = self.context_frames
         extra = x.shape[1] - t0
         if extra < 0 or extra >= self.max_steps:
@@ -191,7 +196,10 @@ class WorldModel(torch.nn.Module):
         tokens = layout.build(ctx_ids, observed)
         cache = self.transformer.new_cache(x.shape[0], device=self.device)
         self.transformer.prefill(tokens, cache, ca)
-        self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": extra, "batch": x.shape[0],
+        if samples > 1:
+            cache, ctx = cache.repeat_interleave(samples), ctx.expand(samples)
+        self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": extra,
+                       "batch": x.shape[0] * samples,
                        "temperature": temperature, "top_k": top_k,
                        "numpy": not isinstance(context_frames, torch.Tensor)}
 
@@ -231,15 +239,16 @@ class WorldModel(torch.nn.Module):
 
     @torch.no_grad()
     def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None, context_actions=None,
-                temperature: float = 1.0, top_k: int | None = 100, seed: int | None = None,
+                samples: int = 1, temperature: float = 1.0, top_k: int | None = 100, seed: int | None = None,
                 generator: torch.Generator | None = None):
         """``context [B,T,H,W,3]``, ``actions [B,K,A]`` -> ``frames [B,K,H,W,3]``, ``rewards [B,K]``.
 
         ``actions[:, i]`` is taken after the last frame seen and leads to ``frames[:, i]``. Action-free
         models take ``actions=None`` and a ``horizon``. Frames after the first T0 are observed ones, with
-        ``context_actions`` (see :meth:`reset`).
+        ``context_actions`` (see :meth:`reset`). With ``samples`` = S, each context is rolled out S times
+        (encoded once): actions and outputs have B * S rows, sample-major.
         """
-        b = len(context_frames)
+        b = len(context_frames) * _samples_in(samples)
         a = self._actions_in(actions, b, sequence=True)
         if a is None:
             if self.action_dim > 0:
@@ -248,8 +257,8 @@ class WorldModel(torch.nn.Module):
             if horizon is None:
                 raise ValueError("action-free rollout: pass horizon=K")
         k = a.shape[1] if a is not None else int(horizon)
-        self.reset(context_frames, goal, context_actions=context_actions, temperature=temperature, top_k=top_k,
-                   seed=seed, generator=generator)
+        self.reset(context_frames, goal, context_actions=context_actions, samples=samples, temperature=temperature,
+                   top_k=top_k, seed=seed, generator=generator)
         frames, rewards = [], []
         for i in range(k):
             step_ids, r = self._step_ids(None if a is None else a[:, i])
@@ -261,6 +270,12 @@ class WorldModel(torch.nn.Module):
         frames = torch.stack(frames, dim=1)
         rew = torch.stack(rewards, dim=1) if rewards and rewards[0] is not None else None
         return self._out(frames), self._out(rew)
+
+
+def _samples_in(samples) -> int:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples: expected an int >= 1 (rollouts per context), got {samples!r}")
+    return int(samples)
 
 
 def sequence_fields(tokenizer) -> dict:

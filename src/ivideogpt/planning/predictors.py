@@ -67,14 +67,14 @@ class WorldModelPredictor:
         if actions.ndim != 3 or actions.shape[1] > room:
             raise ConfigError(f"world model predictor: actions must be [N, H, A] with H <= {room} "
                               f"(the model's longest rollout after the frames it is given), got {actions.shape}")
-        ctx = np.repeat(self.context()[None], len(actions), axis=0)
         seen = self.context_actions()
-        extra = {} if seen is None else {"context_actions": np.repeat(seen[None], len(actions), axis=0)}
+        extra = {} if seen is None else {"context_actions": seen[None]}
         # A different sampling seed per call, reproducible from the episode seed.
         seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
         self.calls += 1
-        frames, rewards = self.wm.rollout(ctx, actions, temperature=self.temperature, top_k=self.top_k, seed=seed,
-                                          **extra)
+        # Every candidate starts from the same frames: encode and prefill them once (samples=N).
+        frames, rewards = self.wm.rollout(self.context()[None], actions, samples=len(actions),
+                                          temperature=self.temperature, top_k=self.top_k, seed=seed, **extra)
         return frames, rewards
 
 
