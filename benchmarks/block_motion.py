@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from ivideogpt.commands.collect import episode_seeds
 from ivideogpt.commands.plan import env_settings
 from ivideogpt.data.episodes import EpisodeDataset
 from ivideogpt.envs import make
+from ivideogpt.errors import IVideoGPTError
 from ivideogpt.eval.prediction import shuffled_actions
 from ivideogpt.frames import to_uint8
 from ivideogpt.planning.costs import ObjectKeypoints
@@ -62,6 +64,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        return measure(args)
+    except IVideoGPTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def measure(args) -> int:
     run = Path(args.run)
     wm = WorldModel.from_pretrained(run / "world_model").eval()
     ds = EpisodeDataset(run / "data")
