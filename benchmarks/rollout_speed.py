@@ -57,7 +57,7 @@ def positions(m: Transformer, horizon: int) -> dict[str, int]:
     """Token positions each variant runs through the transformer for one rollout (one batch row)."""
     lay = m.config.layout
     steps = horizon * lay.frame_length  # [S2] + n codes per frame (the last fed for its reward)
-    prefixes = sum(lay.context_length + k * lay.frame_length for k in range(horizon))
+    prefixes = sum(lay.length(lay.context_frames + k) for k in range(horizon))
     return {"cached_reset": lay.context_length, "cached_steps": steps, "recompute": prefixes + steps}
 
 
@@ -67,8 +67,9 @@ def cached(m, batch, frames, actions, gen, one_context: bool = False) -> tuple[f
 
     ``one_context``: all rows start from the same context, prefilled once and repeated (what
     ``WorldModel.reset(..., samples=batch)`` does)."""
-    cache = m.new_cache(1 if one_context else batch)
-    tokens = context_tokens(m, 1 if one_context else batch)
+    rows = 1 if one_context else batch
+    cache = m.new_cache(rows)
+    tokens = context_tokens(m, rows)
     t0 = time.perf_counter()
     m.prefill(tokens, cache)
     if one_context:
@@ -89,6 +90,19 @@ def recompute(m, batch, frames, actions, gen):
         tokens = torch.cat([tokens, slot, ids + lay.context_vocab], dim=1)
 
 
+def end_to_end_model(path: str | None):
+    from ivideogpt.errors import IVideoGPTError
+    from ivideogpt.world_model import WorldModel
+
+    if path is None:
+        return WorldModel.from_preset("tiny-cpu", action_dim=2, action_mean=[0.0, 0.0], action_std=[1.0, 1.0],
+                                      use_reward=True).eval()
+    try:
+        return WorldModel.from_pretrained(path).eval()
+    except IVideoGPTError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
@@ -101,9 +115,10 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--horizon", type=int, default=10)
     p.add_argument("--slow-frames", type=int, default=3, help="frames timed for the slow variants at paper size")
-    p.add_argument("--end-to-end", action="store_true", help="also time the tiny WorldModel incl. decoding")
+    p.add_argument("--end-to-end", action="store_true", help="also time a whole WorldModel incl. decoding (--model)")
     p.add_argument("--model", help="the WorldModel --end-to-end times (default: an untrained tiny-cpu one)")
     args = p.parse_args()
+    wm = end_to_end_model(args.model) if args.end_to_end else None  # a bad --model fails before the long part
     rows = []
     for size in args.sizes:
         a_dim = 4 if size.startswith("paper") else 2
@@ -137,14 +152,7 @@ def main():
                "speedup_vs_per_frame": round(fps["cached"] / fps["per_frame"], 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if args.end_to_end:
-        from ivideogpt.world_model import WorldModel
-
-        if args.model:
-            wm = WorldModel.from_pretrained(args.model).eval()
-        else:
-            wm = WorldModel.from_preset("tiny-cpu", action_dim=2, action_mean=[0.0, 0.0], action_std=[1.0, 1.0],
-                                        use_reward=True).eval()
+    if wm is not None:
         r = wm.tokenizer.config.resolution
         ctx = torch.randint(0, 255, (args.batch, wm.context_frames, r, r, 3), dtype=torch.uint8)
         acts = torch.randn(args.batch, min(args.horizon, wm.max_steps), wm.action_dim)
