@@ -5,10 +5,14 @@ the real block moves by more than `--min-move` pixels over the horizon, block 0 
 soft colour centroid (`planning.costs.ObjectKeypoints.locate`, within 0.5 px of the simulator on real frames)
 and compared with the real frame's block, per predicted step, for:
 
-  static     the block left where it was in the last frame the model was given (copy-last)
-  tokenizer  the real future frames encoded and decoded by the tokenizer (what the tokens can carry at all)
-  model      the world model's greedy rollout from 2 real frames and the real actions (the demo's setting)
-  shuffled   the same with the predicted steps' actions shuffled across clips
+  static            the block left where it was in the last frame the model was given (copy-last)
+  tokenizer_open    the real future frames encoded and decoded by the tokenizer, each decoded against the *real*
+                    frame it was encoded against (what the tokens can carry at all)
+  tokenizer_closed  the same tokens decoded the way a rollout decodes them: a previous-frame tokenizer
+                    (future_reference: previous) decodes each frame against its own previous *decoded* frame;
+                    for the paper's context reference both rows are the same
+  model             the world model's greedy rollout from 2 real frames and the real actions (the demo's setting)
+  shuffled          the same with the predicted steps' actions shuffled across clips
 
 Pixel errors at 64x64. A model whose blocks move like the real ones beats `static`; one that leaves blocks
 where they were matches it (and a pushing effector drawn over the block can make it worse).
@@ -32,8 +36,9 @@ from ivideogpt.data.episodes import EpisodeDataset
 from ivideogpt.envs import make
 from ivideogpt.errors import IVideoGPTError
 from ivideogpt.eval.prediction import shuffled_actions
-from ivideogpt.frames import to_uint8
+from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.planning.costs import ObjectKeypoints
+from ivideogpt.tokenizer import Tokenizer
 from ivideogpt.world_model import WorldModel
 
 
@@ -54,6 +59,23 @@ def moving_clips(ds: EpisodeDataset, env, length: int, last_seen: int, min_move_
     return out
 
 
+def tokenizer_rows(tok, frames: torch.Tensor, t0: int, start: int):
+    """uint8 clips [B, T, H, W, 3] -> (open-loop, closed-loop) reconstructions of frames ``start``.. [B, K, ...].
+
+    Closed loop is ``detokenize`` (a previous-frame tokenizer decodes each frame against its previous decoded
+    frame); open loop decodes frame i against the real frame i - 1 instead (for the paper's context reference,
+    where every frame is decoded against the context, the two are the same)."""
+    x = to_model(frames)
+    ctx_ids, fut_ids = tok.tokenize(x, n_context=t0)
+    closed = tok.detokenize(ctx_ids, fut_ids, context_frames=x[:, :t0])
+    if not tok.previous_reference:
+        return to_uint8(closed)[:, start:], to_uint8(closed)[:, start:]
+    b, k = fut_ids.shape[:2]
+    refs = tok.encode_context_state(x[:, t0 - 1:-1].flatten(0, 1)[:, None])  # real frame i - 1 for every i
+    open_ = tok.decode_step(fut_ids.flatten(0, 1), refs)[0].reshape(b, k, *x.shape[2:])
+    return to_uint8(open_)[:, start - t0:], to_uint8(closed)[:, start:]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default="demo", help="a demo directory (data/, world_model/)")
@@ -62,6 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=48)
     p.add_argument("--min-move", type=float, default=2.0, help="pixels the real block must move")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tokenizer", help="measure only this tokenizer (a model or run directory): the static and "
+                                       "tokenizer rows, on --data")
+    p.add_argument("--data", help="the dataset (default: RUN/data)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
@@ -73,12 +98,15 @@ def main(argv=None) -> int:
 
 def measure(args) -> int:
     run = Path(args.run)
-    wm = WorldModel.from_pretrained(run / "world_model").eval()
-    ds = EpisodeDataset(run / "data")
-    env = make("pusher", **env_settings(run / "data", [], None)[0])
-    T0, K, t0 = args.context, args.horizon, wm.context_frames
+    data = Path(args.data) if args.data else run / "data"
+    wm = None if args.tokenizer else WorldModel.from_pretrained(run / "world_model").eval()
+    tok = Tokenizer.from_pretrained(args.tokenizer).eval() if args.tokenizer else wm.tokenizer
+    ds = EpisodeDataset(data)
+    env = make("pusher", **env_settings(data, [], None)[0])
+    T0, K, t0 = args.context, args.horizon, tok.context_frames
     clips = moving_clips(ds, env, T0 + K, T0 - 1, args.min_move, 4, args.clips)
-    errs = {k: [] for k in ("static", "tokenizer", "model", "shuffled")}
+    rows = ("static", "tokenizer_open", "tokenizer_closed") + (() if wm is None else ("model", "shuffled"))
+    errs = {k: [] for k in rows}
     moved = []
     for b in range(0, len(clips), 16):
         chunk = clips[b:b + 16]
@@ -87,10 +115,12 @@ def measure(args) -> int:
         act, seen = acts[:, T0 - 1:T0 - 1 + K], acts[:, t0 - 1:T0 - 1]
         kw = dict(seed=0, top_k=1, **({"context_actions": seen} if T0 > t0 else {}))
         with torch.no_grad():
-            pred, _ = wm.rollout(frames[:, :T0], act, horizon=K, **kw)
-            pred_s, _ = wm.rollout(frames[:, :T0], shuffled_actions(act), horizon=K, **kw)
-            ctx_ids, fut_ids = wm.tokenizer.tokenize(frames, n_context=t0)
-            rec = to_uint8(wm.tokenizer.detokenize(ctx_ids, fut_ids, context_frames=frames[:, :t0]))[:, T0:]
+            rec_open, rec = tokenizer_rows(tok, frames, t0, T0)
+            rows = {"static": frames[:, T0 - 1:T0].expand(-1, K, -1, -1, -1), "tokenizer_open": rec_open,
+                    "tokenizer_closed": rec}
+            if wm is not None:
+                rows["model"] = wm.rollout(frames[:, :T0], act, horizon=K, **kw)[0]
+                rows["shuffled"] = wm.rollout(frames[:, :T0], shuffled_actions(act), horizon=K, **kw)[0]
         for j, (_, _, designation) in enumerate(chunk):
             kp = ObjectKeypoints(frames[j, 0], **designation)
 
@@ -100,10 +130,10 @@ def measure(args) -> int:
 
             real = locate(frames[j, T0:])
             moved.append(float(np.linalg.norm(real[-1] - locate(frames[j, T0 - 1]))))
-            for name, x in (("static", frames[j, T0 - 1:T0].expand(K, -1, -1, -1)), ("tokenizer", rec[j]),
-                            ("model", pred[j]), ("shuffled", pred_s[j])):
-                errs[name].append(np.linalg.norm(locate(x) - real, axis=-1))
-    result = {"run": str(run), "clips": len(moved), "mean_real_move_px": round(float(np.mean(moved)), 2),
+            for name, x in rows.items():
+                errs[name].append(np.linalg.norm(locate(x[j]) - real, axis=-1))
+    result = {"run": str(args.tokenizer or run), "clips": len(moved),
+              "mean_real_move_px": round(float(np.mean(moved)), 2),
               "block_error_px_per_step": {k: [round(float(v), 2) for v in np.mean(e, 0)] for k, e in errs.items()},
               "block_error_px_mean": {k: round(float(np.mean(e)), 2) for k, e in errs.items()}}
     print(json.dumps(result))

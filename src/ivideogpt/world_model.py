@@ -183,8 +183,11 @@ class WorldModel(torch.nn.Module):
             generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
         ctx = self.tokenizer.encode_context_state(to_model(x[:, :t0], device=self.device))
         ctx_ids = ctx.ids
-        observed = self.tokenizer.encode_future(to_model(x[:, t0:], device=self.device), ctx) if extra else \
+        seen = to_model(x[:, t0:], device=self.device)
+        observed = self.tokenizer.encode_future(seen, ctx) if extra else \
             ctx_ids.new_zeros(x.shape[0], 0, self.tokenizer.n_future_tokens)
+        # A previous-frame tokenizer decodes the first predicted frame against the last real frame seen.
+        ctx = self.tokenizer.advance(ctx, seen)
         if self.goal_conditioned:
             g = self._frames_in(goal, "goal", ndim=4)
             if g.shape[0] != x.shape[0]:
@@ -234,8 +237,10 @@ class WorldModel(torch.nn.Module):
         return StepResult(self._out(self._decode(ids)), self._out(reward))
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """One frame's future ids [B, n] -> uint8 [B, H, W, 3]."""
-        return to_uint8(self.tokenizer.decode_future(ids[:, None], self._state["ctx"]))[:, 0]
+        """One frame's future ids [B, n] -> uint8 [B, H, W, 3]. A previous-frame tokenizer's next frame is decoded
+        against this one: the state moves on."""
+        frame, self._state["ctx"] = self.tokenizer.decode_step(ids, self._state["ctx"])
+        return to_uint8(frame)
 
     @torch.no_grad()
     def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None, context_actions=None,

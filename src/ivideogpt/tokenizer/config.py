@@ -147,10 +147,21 @@ class TokenizerConfig(BackboneConfig):
     # Not in the paper: the prediction encoder also sees the future frame minus the last context frame, so what
     # changed is in its input from the first step instead of being discovered through the cross-attention.
     future_encoder_delta: bool = False
+    # What a future frame is encoded and decoded against. "context" (paper): the T0 context frames, for every
+    # future frame. "previous" (Delta-IRIS-like, not in the paper): the frame before it, so a pushed object is a
+    # local one-pixel shift next to its previous position instead of a long-range copy from the first frame.
+    # Tokens of frame t then depend on the context and frames <= t. Decoding runs frame by frame: the reference
+    # of frame t+1 is decoded frame t, re-encoded by the context pair (with future_decoder_context: decoded the
+    # decoder sees only its quantised reconstruction, so a reference that drifted by less than the codes resolve
+    # is snapped back instead of copied forward). Needs context_frames: 1.
+    future_reference: Literal["context", "previous"] = "context"
 
     def validate(self) -> None:
         super().validate()
         g = self.latent_grid
+        if self.future_reference == "previous" and self.context_frames != 1:
+            raise ConfigError(f"tokenizer.future_reference: 'previous' encodes each future frame against the one "
+                              f"frame before it and needs context_frames: 1, got {self.context_frames}")
         if self.future_grid < 1 or g % self.future_grid:
             raise ConfigError(f"tokenizer.future_grid: must divide the latent grid {g}, got {self.future_grid}")
         if self.context_grid is not None and (self.context_grid < 1 or g % self.context_grid):

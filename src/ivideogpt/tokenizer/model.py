@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..config import apply_overrides, from_dict, load_preset, to_dict
 from ..errors import ConfigError, DataError
-from ..frames import to_model
+from ..frames import to_model, to_uint8
 from .blocks import Decoder, Encoder
 from .config import TokenizerConfig, decoder_levels
 from .losses import Perceptual, l1_sum, moving_pixels, perceptual_mean, psnr_db
@@ -245,7 +245,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
         if state.enc_kv is None:
             raise ValueError("encode_future needs a ContextState built from context frames, not token ids")
         if self.config.future_encoder_delta:
-            x = torch.cat([x, x - state.last_frame[:, None]], dim=2)
+            x = torch.cat([x, x - self._future_base(state)[:, None]], dim=2)
         z, _ = self.cond_encoder(x.flatten(0, 1), state.enc_kv)
         return self.dynamics_quantize(self.quant_linear(patchify(z, self.config.future_patch)))
 
@@ -259,9 +259,13 @@ class Tokenizer(PretrainedMixin, nn.Module):
         out, _ = self.cond_decoder(z, state.dec_kv)
         out = out.reshape(b, t, *out.shape[1:])
         if self.config.future_residual:
-            base = state.last_frame if self.config.future_decoder_context == "frames" else state.recon[:, -1]
-            out = out + base[:, None]
+            out = out + self._future_base(state)[:, None]
         return out
+
+    def _future_base(self, state: ContextState) -> torch.Tensor:
+        """The frame a future frame is a change of: the real last context frame, or with
+        ``future_decoder_context: decoded`` its reconstruction from the context tokens (what the decoder sees)."""
+        return state.last_frame if self.config.future_decoder_context == "frames" else state.recon[:, -1]
 
     def _check_batch(self, state: ContextState, b: int) -> None:
         if state.batch_size != b:
@@ -305,22 +309,66 @@ class Tokenizer(PretrainedMixin, nn.Module):
         """Context ids [B, T, N] -> frames float [B, T, 3, H, W]."""
         return self._decode_ctx(self._ctx_codes(ids), ids.shape[0], ids.shape[1])[0]
 
+    @property
+    def previous_reference(self) -> bool:
+        """True when each future frame is encoded/decoded against the frame before it (``future_reference``)."""
+        return self.config.future_reference == "previous"
+
     def encode_future(self, frames, context) -> torch.Tensor:
-        """Future frames [B, T, ...] and a ContextState (or the context frames) -> ids [B, T, n]."""
+        """Future frames [B, T, ...] and a ContextState (or the context frames) -> ids [B, T, n].
+
+        With ``future_reference: previous`` frame i is encoded against real frame i - 1 (the context's last frame
+        for i = 0); all T references are encoded in one batch."""
         x = as_model_frames(frames, self.resolution, "future frames")
         state = self._as_state(context)
-        self._check_batch(state, x.shape[0])
-        return self._encode_fut(x, state).ids.reshape(x.shape[0], x.shape[1], -1)
+        b, t = x.shape[:2]
+        self._check_batch(state, b)
+        if self.previous_reference and t > 1:
+            if state.last_frame is None:
+                raise DataError("encode_future: pass the context frames (or a ContextState built from them), "
+                                "not token ids")
+            refs = torch.cat([state.last_frame[:, None], x[:, :-1]], dim=1)  # [B, T, 3, H, W]
+            state = self.encode_context_state(refs.flatten(0, 1)[:, None])
+            return self._encode_fut(x.flatten(0, 1)[:, None], state).ids.reshape(b, t, -1)
+        return self._encode_fut(x, state).ids.reshape(b, t, -1)
 
     def decode_future(self, ids: torch.Tensor, context) -> torch.Tensor:
-        """Future ids [B, T, n] and a ContextState (or context frames / ids) -> frames [B, T, 3, H, W]."""
+        """Future ids [B, T, n] and a ContextState (or context frames / ids) -> frames [B, T, 3, H, W].
+
+        With ``future_reference: previous`` the frames are decoded one after the other, each against the
+        previous *decoded* frame (:meth:`decode_step`), as a rollout does."""
+        state = self._as_state(context)
+        if self.previous_reference:
+            frames = []
+            for i in range(ids.shape[1]):
+                frame, state = self.decode_step(ids[:, i], state)
+                frames.append(frame)
+            return torch.stack(frames, dim=1)
+        return self._decode_ids(ids, state)
+
+    def _decode_ids(self, ids: torch.Tensor, state: ContextState) -> torch.Tensor:
         if ids.shape[-1] != self.n_future_tokens:
             raise DataError(f"future ids: expected {self.n_future_tokens} tokens per frame, got {ids.shape[-1]}")
-        state = self._as_state(context)
         b, t = ids.shape[:2]
         self._check_batch(state, b)
         codes = self.dynamics_quantize.lookup(ids.reshape(b * t, -1).long())
         return self._decode_fut(codes, state, b, t)
+
+    def decode_step(self, ids: torch.Tensor, context) -> tuple[torch.Tensor, ContextState]:
+        """One future frame's ids [B, n] -> (frame [B, 3, H, W], the ContextState to decode the next frame with).
+
+        The state is ``context`` itself, or with ``future_reference: previous`` the decoded frame re-encoded."""
+        state = self._as_state(context)
+        frame = self._decode_ids(ids[:, None], state)
+        return frame[:, 0], self.advance(state, frame)
+
+    def advance(self, state: ContextState, frames: torch.Tensor) -> ContextState:
+        """The state to encode/decode the frame after ``frames`` [B, T, 3, H, W] (float) with: unchanged for the
+        paper's context reference; the last of ``frames``, encoded as the context, for a previous-frame one."""
+        if not self.previous_reference or frames.shape[1] == 0:
+            return state
+        # Rounded to uint8 first: the reference is exactly the frame a user is shown (and could reset from).
+        return self.encode_context_state(to_model(to_uint8(frames[:, -1:]), device=frames.device))
 
     def tokenize(self, clip, n_context: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip [B, T, ...] -> (context ids [B, T0, N], future ids [B, T - T0, n])."""
@@ -379,6 +427,11 @@ class Tokenizer(PretrainedMixin, nn.Module):
         if n_future is not None and n_future < t - n_context:
             idx = torch.randperm(t - n_context, generator=generator)[:n_future].sort().values
         fut = x[:, n_context + idx.to(x.device)]
+        if self.previous_reference:
+            # Each chosen frame with the real frame before it as its context: B * n (reference, frame) pairs.
+            ctx = x[:, n_context - 1 + idx.to(x.device)].flatten(0, 1)[:, None]
+            fut = fut.flatten(0, 1)[:, None]
+            b = ctx.shape[0]
 
         cq, enc_feats = self._encode_ctx(ctx)
         ctx_rec, dec_feats = self._decode_ctx(cq.z_q, b, n_context)
