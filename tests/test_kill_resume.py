@@ -1,13 +1,15 @@
 """Fault injection: real CLI runs killed with SIGKILL, resumed, and compared bit for bit with an unbroken run.
 
-Each scenario kills a subprocess running ``python -m ivideogpt.cli ...`` twice: first at a training step drawn
-from a seeded RNG, then, after ``--resume``, in the middle of a checkpoint write (the ``IVIDEOGPT_FAULT`` test
-hook stops the process at that point, then the test sends SIGKILL: ``kill -9`` at a reproducible place). A last
+Each default-suite scenario runs ``python -m ivideogpt.cli ...`` in a subprocess and kills it at a point drawn
+from a seeded RNG: a training step, or the middle of a checkpoint write (the ``IVIDEOGPT_FAULT`` test hook stops
+the process there, then the test sends SIGKILL to its process group: ``kill -9`` at a reproducible place).
 ``--resume`` finishes the run, and its final weights, optimizer and every other training state, metrics and
 curves must equal those of the same command run without interruption, bit for bit (wall-clock fields aside).
+The kill points are chosen after a checkpoint that holds state in use (a sampler that has drawn, a world model
+that has trained), so that anything the resume fails to restore shows.
 
-The default-suite versions are tiny; ``-m slow`` adds randomised versions (kills at random *times*, several per
-run, every run in its own process), a transformer stage that fine-tunes the tokenizer jointly, and two-process
+``-m slow`` adds randomised versions (up to four kills per run at random times or random fault points, every run
+in its own process), a transformer stage that fine-tunes the tokenizer jointly, and two-process
 ``accelerate launch`` (gloo) runs.
 """
 
@@ -269,7 +271,8 @@ def kill_then_finish(cmd, tmp: Path, fault: str) -> None:
 # checkpoint write (N >= 2 or a replacement, so that an earlier checkpoint exists to resume from).
 def test_tokenizer_killed_at_a_step_resumes_exactly(data, tmp_path, single_thread):
     assert main(tokenizer_cmd(data, tmp_path / "a")) == 0
-    k = random.Random(1).randint(5, 12)
+    # checkpoints at 3, 6, 9, 12: a kill at the top of step k leaves k - 1 steps done, some past the checkpoint
+    k = random.Random(1).choice([5, 6, 8, 9, 11, 12])
     kill_then_finish(tokenizer_cmd(data, tmp_path / "b"), tmp_path, f"train.step:{k}")
     assert_same_training_run(tmp_path / "a", tmp_path / "b")
     state = torch.load(latest_checkpoint(tmp_path / "a") / "train_state.pt", weights_only=True)
@@ -285,7 +288,8 @@ def test_transformer_killed_while_writing_a_checkpoint_resumes_exactly(data, tok
 
 def test_drqv2_killed_at_a_step_resumes_exactly(tmp_path, single_thread):
     assert main(rl_cmd("drqv2", tmp_path / "a")) == 0
-    k = random.Random(3).randint(12, 40)
+    # checkpoints at env steps 10, 20, 30, 40; from 20 on they hold an agent and replay sampler in use
+    k = random.Random(3).randint(22, 40)
     kill_then_finish(rl_cmd("drqv2", tmp_path / "b"), tmp_path, f"rl.step:{k}")
     assert_same_rl_run(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["updates"] > 10
@@ -293,7 +297,7 @@ def test_drqv2_killed_at_a_step_resumes_exactly(tmp_path, single_thread):
 
 def test_mbrl_killed_while_replacing_its_checkpoint_resumes_exactly(vq_world_model, tmp_path, single_thread):
     assert main(rl_cmd("mbrl", tmp_path / "a", world_model=vq_world_model)) == 0
-    n = random.Random(4).randint(1, 3)  # the checkpoint is replaced at env steps 20, 30, 40
+    n = random.Random(4).randint(2, 3)  # replacing the checkpoint of env step 20 by 30's, or 30's by 40's
     # Killed between moving the old checkpoint aside and renaming the new one in: OUT/checkpoint is missing.
     kill_then_finish(rl_cmd("mbrl", tmp_path / "b", world_model=vq_world_model), tmp_path, f"atomic_dir.swapped:{n}")
     assert_same_rl_run(tmp_path / "a", tmp_path / "b")
@@ -365,3 +369,23 @@ def test_two_process_gloo_killed_resumes_exactly(data, tmp_path):
     assert_same_training_run(tmp_path / "a", tmp_path / "b")
     rng = torch.load(latest_checkpoint(tmp_path / "a") / "train_state.pt", weights_only=True)["rng"]
     assert len(rng) == 2
+
+
+def test_frozen_tokenizer_stays_frozen_when_tokenizing_on_the_fly():
+    """Without the token cache the transformer stage tokenizes clips in every step; a frozen VQ tokenizer must not
+    count usage or restart dead codes there (it did: the engine put the whole module in training mode)."""
+    import conftest
+    from ivideogpt.train.config import TrainConfig
+    from ivideogpt.train.transformer_task import TransformerTrainModule
+
+    wm = conftest.micro_world_model(res=32, context_frames=2, max_steps=4, tokenizer_overrides=dict(
+        quantizer="vq", codebook_size=32, dead_code_steps=1, future_quantizer="fsq"))
+    module = TransformerTrainModule(wm, TrainConfig(freeze_tokenizer=True, cache_tokens=False)).train()
+    before = {k: v.clone() for k, v in wm.tokenizer.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    batch = {"frames": torch.rand(2, 4, 3, 32, 32, generator=g) * 2 - 1, "actions": torch.randn(2, 4, 2, generator=g),
+             "rewards": torch.randn(2, 4, generator=g)}
+    for step in range(3):
+        module(batch, step)[0].backward()
+    assert wm.transformer.training and not wm.tokenizer.training
+    assert all(torch.equal(before[k], v) for k, v in wm.tokenizer.state_dict().items())
