@@ -71,7 +71,32 @@ def _cli(args) -> list[str]:
     return [sys.executable, "-m", "ivideogpt.cli", *args]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): ``accelerate launch`` starts its workers in sessions of their own,
+    so killing the launcher's process group alone would leave them running."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def _kill_group(proc) -> None:
+    below = _descendants(proc.pid)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
