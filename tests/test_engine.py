@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -96,6 +97,61 @@ def test_resume_is_exact(tmp_path):
     la = [r["loss"] for r in map(json.loads, open(tmp_path / "full" / "metrics.jsonl")) if "loss" in r]
     lb = [r["loss"] for r in map(json.loads, open(tmp_path / "part" / "metrics.jsonl")) if "loss" in r]
     assert np.allclose(la, lb, atol=1e-6)
+
+
+class _NoisyTask(ToyTask):
+    """A task whose loss draws from every process-global random stream (torch, numpy, Python), as user code may."""
+
+    def trainable(self):
+        module = super().trainable()
+        base = module.forward
+
+        def forward(batch, step):
+            loss, logs = base(batch, step)
+            noise = float(np.random.standard_normal()) + random.random() + float(torch.randn(()))
+            return loss * (1 + 0.1 * noise), logs
+
+        module.forward = forward
+        return module
+
+
+def test_resume_restores_every_global_random_stream(tmp_path):
+    """Killed right after its step-3 checkpoint (what came later deleted, metrics.jsonl left as it was: the resume
+    drops the rows written after the checkpoint), then resumed: bit-identical weights, optimizer, RNG and metrics."""
+    import shutil
+
+    Trainer(_NoisyTask(), _cfg(max_steps=6), tmp_path / "full", progress=False).fit()
+    Trainer(_NoisyTask(), _cfg(max_steps=6), tmp_path / "part", progress=False).fit()
+    shutil.rmtree(tmp_path / "part" / "checkpoints" / "step_00000006")
+    Trainer(_NoisyTask(), _cfg(max_steps=6), tmp_path / "part", resume=True, progress=False).fit()
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = (torch.load(latest_checkpoint(tmp_path / r) / "train_state.pt", weights_only=True)
+              for r in ("full", "part"))
+    ra, rb = sa["rng"][0], sb["rng"][0]
+    assert torch.equal(ra["torch"], rb["torch"]) and ra["python"] == rb["python"]
+    assert torch.equal(ra["numpy"]["key"], rb["numpy"]["key"]) and ra["numpy"]["pos"] == rb["numpy"]["pos"]
+    for pa, pb in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()):
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    rows = [[{k: v for k, v in r.items() if k not in ("elapsed_s", "seconds", "checkpoint")}
+             for r in map(json.loads, open(tmp_path / run / "metrics.jsonl"))] for run in ("full", "part")]
+    assert rows[0] == rows[1] and len(rows[0]) == 7
+
+
+def test_minutes_budget_clock_continues_after_resume(tmp_path):
+    import shutil
+
+    Trainer(ToyTask(), _cfg(max_steps=6, max_minutes=60.0), tmp_path, progress=False).fit()
+    at3 = torch.load(tmp_path / "checkpoints" / "step_00000003" / "train_state.pt", weights_only=True)["elapsed_s"]
+    shutil.rmtree(tmp_path / "checkpoints" / "step_00000006")
+    Trainer(ToyTask(), _cfg(max_steps=6, max_minutes=60.0), tmp_path, resume=True, progress=False).fit()
+    end = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")][-1]
+    assert end["event"] == "end" and end["seconds"] >= round(at3, 1)
+    # a budget already spent before the checkpoint stops the resumed run at once, as it would have stopped
+    shutil.rmtree(tmp_path / "checkpoints" / "step_00000006")
+    summary = Trainer(ToyTask(), _cfg(max_steps=6, max_minutes=at3 / 60), tmp_path, resume=True,
+                      progress=False).fit()
+    assert summary["stopped_by"] == "max_minutes" and summary["step"] == 3
 
 
 def test_refuses_to_overwrite_without_resume(tmp_path):

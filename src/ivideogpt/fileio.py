@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .faults import fault_point
 
 
 def _umask() -> int:
@@ -56,6 +59,28 @@ def atomic_dir(path: str | os.PathLike):
     if path.exists():
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         os.replace(path, old)
+        fault_point("atomic_dir.swapped")
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_interrupted(path: str | os.PathLike) -> None:
+    """Undo what a killed :func:`atomic_dir` / :func:`atomic_write_bytes` left beside ``path``.
+
+    Killed between its two renames, ``atomic_dir`` leaves ``path`` missing and its previous complete version
+    under ``.NAME.old-PID``: move it back. Half-written temporaries (``.NAME.*.tmp``) and old versions whose
+    deletion was cut short are removed (they can be large: a replay buffer, a token cache).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    stem = glob.escape(path.name)
+    olds = sorted(path.parent.glob(f".{stem}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not os.path.lexists(path):
+        os.replace(olds.pop(), path)
+    for p in olds + sorted(path.parent.glob(f".{stem}.*.tmp")):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)

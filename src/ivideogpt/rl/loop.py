@@ -6,8 +6,10 @@ rollouts on theirs and mix imagined transitions into each batch. Evaluation epis
 fixed seeds, the same for every run) write ``curve.csv``; ``timing.json`` says where the time went.
 
 Checkpoints are taken at episode ends (no env state to save: the next episode is reset with a seed derived
-from the run seed and its index), written atomically into ``OUT/checkpoint/``: agent, replays, world model
-and every RNG, so ``--resume`` continues the same run exactly.
+from the run seed and its index), written atomically into ``OUT/checkpoint/``: agent (networks, optimizers,
+its generator), replays, world model with its optimizers, step counters and quantizer usage, the loop's
+counters and schedule, and every random stream (process-global ones and the loop's own generators), so
+``--resume`` continues the same run exactly, whenever the previous process was killed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +27,9 @@ import torch
 
 from ..config import to_dict
 from ..errors import CheckpointError, ConfigError, IVideoGPTError
-from ..fileio import atomic_dir, atomic_write_bytes, atomic_write_json
+from ..faults import fault_point
+from ..fileio import atomic_dir, atomic_write_bytes, atomic_write_json, recover_interrupted
+from ..rng import capture_rng, restore_rng
 from .config import RLConfig
 from .drqv2 import DrQV2Agent
 from .replay import ReplayBuffer
@@ -59,6 +64,10 @@ class RLTrainer:
                  resume: bool = False, progress: bool = True):
         self.cfg, self.env_name, self.out, self.seed = cfg, env_name, Path(out), int(seed)
         self.world_model_spec, self.progress = world_model, progress
+        # The process-global streams too are a function of the seed (the loop draws from its own generators, but
+        # an environment or library may use them), and are checkpointed with the rest.
+        np.random.seed(self.seed % 2**32)
+        random.seed(self.seed)
         r = cfg.run
         self.env = make_pixel_env(env_name, action_repeat=r.action_repeat, frame_stack=r.frame_stack,
                                   episode_length=r.episode_length, success_bonus=r.success_bonus,
@@ -232,6 +241,7 @@ class RLTrainer:
             frames, actions, rewards = [obs[-1]], [], []
             done = term = False
             while not done:
+                fault_point("rl.step")
                 if st["env_steps"] >= st["next_eval"]:
                     with self.timers("eval"):
                         row = self.evaluate()
@@ -303,12 +313,13 @@ class RLTrainer:
         with self.timers("checkpoint"):
             ck = self.out / "checkpoint"
             with atomic_dir(ck) as tmp:
-                state = {"agent": self.agent.state_dict(), "torch_rng": torch.get_rng_state()}
+                state = {"agent": self.agent.state_dict(), "rng": capture_rng()}
                 if self.wm is not None:
                     state["learner"] = self.learner.state_dict()
                     state["wm_generator"] = self.wm_generator.get_state()
                     self.wm.write_into(tmp / "world_model")
                 torch.save(state, tmp / "agent.pt")
+                fault_point("checkpoint.partial")
                 np.savez(tmp / "replay.npz", **self.replay.state_dict())
                 if self.imagined is not None:
                     np.savez(tmp / "imagined.npz", **self.imagined.state_dict())
@@ -322,12 +333,19 @@ class RLTrainer:
         from ..checkpoint import load_pretrained_dir, load_state_dict_strict
 
         ck = self.out / "checkpoint"
+        recover_interrupted(ck)  # a run killed while replacing its checkpoint left the previous one aside
+        if not ck.exists():
+            print(f"note: --resume: {ck} does not exist yet (killed before its first checkpoint): starting afresh")
+            return
         if not (ck / "state.json").is_file():
             raise CheckpointError(f"--resume: {ck} holds no checkpoint (state.json missing)")
         meta = json.loads((ck / "state.json").read_text())
         state = torch.load(ck / "agent.pt", map_location="cpu", weights_only=True)
         self.agent.load_state_dict(state["agent"])
-        torch.set_rng_state(state["torch_rng"])
+        if "rng" in state:
+            restore_rng(state["rng"])
+        else:  # written before the other process-global streams were saved
+            torch.set_rng_state(state["torch_rng"])
         with np.load(ck / "replay.npz", allow_pickle=False) as z:
             self.replay.load_state_dict(dict(z))
         if self.wm is not None:

@@ -118,13 +118,21 @@ class WorldModelLearner:
                           self.tokenizer_opt, clips)
 
     def state_dict(self) -> dict:
+        """Training state beside the world model's weights: optimizers, step counters and the tokenizer's
+        quantizer usage (it decides when dead codes restart)."""
+        from ..tokenizer.quantizer import usage_state
+
         return {"transformer_opt": self.transformer_opt.state_dict(), "tokenizer_opt": self.tokenizer_opt.state_dict(),
-                "steps": dict(self.steps)}
+                "steps": dict(self.steps), "tokenizer_usage": usage_state(self.wm.tokenizer)}
 
     def load_state_dict(self, state: dict) -> None:
+        from ..tokenizer.quantizer import load_usage_state
+
         self.transformer_opt.load_state_dict(state["transformer_opt"])
         self.tokenizer_opt.load_state_dict(state["tokenizer_opt"])
         self.steps = {k: int(v) for k, v in state["steps"].items()}
+        if "tokenizer_usage" in state:  # absent from checkpoints written before it was saved
+            load_usage_state(self.wm.tokenizer, state["tokenizer_usage"])
 
 
 @torch.no_grad()

@@ -1,8 +1,10 @@
 """Quantizers: nearest-code VQ with dead-code restart, and FSQ. Both take channels-last ``[..., dim]``.
 
 The VQ search is one matmul + argmin per chunk (paper-facts: ~4x faster than vector-quantize-pytorch on
-CPU). Usage bookkeeping lives in non-persistent buffers so that checkpoints hold only the codebook
-(one-to-one with the reference layout); after loading, every code counts as just used.
+CPU). Usage bookkeeping lives in non-persistent buffers so that model weights hold only the codebook
+(one-to-one with the reference layout); after loading weights, every code counts as just used. It is
+training state all the same (it decides when dead codes restart): :func:`usage_state` /
+:func:`load_usage_state` carry it in the training checkpoints, beside the weights.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..errors import CheckpointError
 
 # Bound the [rows, codes] distance matrix of one chunk to ~256 MB of float32.
 _MAX_DIST_ELEMENTS = 1 << 26
@@ -50,6 +54,29 @@ class _UsageTracker(nn.Module):
 
     def idle_steps(self) -> torch.Tensor:
         return self.step - self.last_used
+
+
+def _trackers(module: nn.Module) -> dict[str, _UsageTracker]:
+    return {name: m for name, m in module.named_modules() if isinstance(m, _UsageTracker)}
+
+
+def usage_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The usage bookkeeping of every quantizer inside ``module``: ``{"<tracker path>.step": ..., ".last_used"}``."""
+    return {f"{name}.{k}": getattr(t, k).detach().cpu().clone()
+            for name, t in _trackers(module).items() for k in ("step", "last_used")}
+
+
+def load_usage_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Restore what :func:`usage_state` returned for a module of the same layout."""
+    trackers = _trackers(module)
+    expected = {f"{name}.{k}" for name in trackers for k in ("step", "last_used")}
+    if set(state) != expected or any(state[f"{n}.last_used"].shape != t.last_used.shape for n, t in trackers.items()):
+        raise CheckpointError(f"quantizer usage state: expected {sorted(expected)} matching the model's codebooks, "
+                              f"got {sorted(state)}")
+    with torch.no_grad():
+        for name, t in trackers.items():
+            t.step.copy_(state[f"{name}.step"])
+            t.last_used.copy_(state[f"{name}.last_used"])
 
 
 class VectorQuantizer(nn.Module):

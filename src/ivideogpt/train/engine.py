@@ -13,7 +13,10 @@ Run directory::
     RUN/checkpoints/step_XXXXXXXX/    model/ (loadable without the engine) + train_state.pt
 
 Resume is exact because item k of a training dataset is a pure function of (seed, k): the data position is
-just the step, and model, optimizer, scheduler and RNG states are restored from ``train_state.pt``.
+just the step, and everything else that shapes later steps is restored from ``train_state.pt``: optimizer,
+scheduler, step, every process's RNG streams, the quantizers' usage bookkeeping (it decides when dead codes
+restart), the training clock of a ``--minutes`` budget and how much of ``metrics.jsonl`` belongs to the
+checkpoint (rows written after it are dropped, so the resumed run writes them again exactly once).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..checkpoint import latest_checkpoint
 from ..errors import IVideoGPTError
-from ..fileio import atomic_dir, atomic_write_json
+from ..faults import fault_point
+from ..fileio import atomic_dir, atomic_write_json, recover_interrupted
+from ..rng import capture_rng, restore_rng
+from ..tokenizer.quantizer import load_usage_state, usage_state
 from .config import TrainConfig
 
 
@@ -100,31 +106,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
-def _rng_state() -> dict:
-    # Only tensors and plain Python values, so train_state.pt loads with torch.load(weights_only=True).
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
-                         "pos": n["pos"]}, "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _to_device(batch, device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -173,6 +154,23 @@ class Trainer:
             )
         return None
 
+    def _clear_interrupted_writes(self) -> None:
+        """What a killed run left half-written (main process, before the latest checkpoint is looked up)."""
+        ckdir = self.out / "checkpoints"
+        if ckdir.is_dir():
+            for p in ckdir.glob(".step_*"):
+                recover_interrupted(ckdir / p.name[1:].split(".")[0])
+        recover_interrupted(self.out / "token_cache.pt")
+
+    def _truncate_metrics(self, state: dict | None) -> None:
+        """Drop the metrics rows a killed run wrote after its checkpoint (all of them if it had none): the
+        resumed run writes them again, once, as an unbroken run would have."""
+        metrics = self.out / "metrics.jsonl"
+        keep = 0 if state is None else state.get("metrics_bytes")
+        if keep is not None and metrics.exists() and metrics.stat().st_size > keep:
+            with open(metrics, "r+b") as f:
+                f.truncate(keep)
+
     def _log(self, msg: str) -> None:
         if self.is_main:
             from tqdm import tqdm
@@ -181,6 +179,9 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, acc = self.cfg, self.accelerator
+        if self.resume and self.is_main:
+            self._clear_interrupted_writes()
+        acc.wait_for_everyone()
         ck = self._check_out_dir()
         torch.manual_seed(cfg.seed + acc.process_index)
         np.random.seed((cfg.seed + acc.process_index) % 2**32)
@@ -193,13 +194,22 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(cfg, lambda: self._elapsed_s / budget_s if budget_s else 0.0))
         step = 0
+        elapsed0 = 0.0
+        state = None
         if ck is not None:
             self.task.load_model(model, ck / "model")
             state = torch.load(ck / "train_state.pt", map_location="cpu", weights_only=True)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step = int(state["step"])
+            if "quantizer_usage" in state:
+                load_usage_state(model, state["quantizer_usage"])
+            else:
+                self._log(f"{ck}: no quantizer usage state (an older checkpoint): dead-code restarts start afresh")
+            elapsed0 = float(state.get("elapsed_s", 0.0))
             self._log(f"resumed from {ck} at step {step}")
+        if self.resume and self.is_main:
+            self._truncate_metrics(state)
         model, optimizer = acc.prepare(model, optimizer)
 
         if self.is_main:
@@ -223,15 +233,25 @@ class Trainer:
 
         bar = tqdm(total=cfg.max_steps, initial=step, disable=not (self.is_main and self.progress),
                    desc=f"train {self.task.name}", dynamic_ncols=True)
-        t0 = time.time()
-        last_logs: dict = {}
-        last_val: dict = {}
+        # The clock of a --minutes budget continues from the checkpoint: a resumed run counts the training time
+        # before it (the time a killed run spent past its last checkpoint is lost, that work is redone).
+        t0 = self._t0 = time.time() - elapsed0
+        self._elapsed_s = elapsed0
+        # What the end-of-run summary reports, as of the checkpoint (a run resumed after its last step has no step
+        # of its own to report).
+        self._last_logs: dict = dict(state.get("last_logs", {})) if state is not None else {}
+        self._last_val: dict = dict(state.get("last_val", {})) if state is not None else {}
         stopped_by = "max_steps"
         it = iter(loader)  # creating the iterator draws from the torch RNG: restore RNG after it
-        if ck is not None and acc.process_index == 0:
-            _set_rng_state(state["rng"])
+        if state is not None:
+            rng = state["rng"]
+            if isinstance(rng, dict):  # written before every process's streams were saved: rank 0's only
+                rng = [rng]
+            if acc.process_index < len(rng):
+                restore_rng(rng[acc.process_index])
         model.train()
         while step < cfg.max_steps:
+            fault_point("train.step")
             if cfg.max_minutes is not None and (time.time() - t0) / 60 >= cfg.max_minutes:
                 stopped_by = "max_minutes"
                 break
@@ -256,24 +276,24 @@ class Trainer:
             scheduler.step()
             step += 1
             logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
-            last_logs = logs
+            self._last_logs = logs
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
             if self.is_main and (step % cfg.log_every == 0 or step == 1):
                 self._write_metrics({"step": step, "lr": scheduler.get_last_lr()[0],
                                      "elapsed_s": round(time.time() - t0, 2), **logs})
             if val_ds is not None and cfg.val_every > 0 and step % cfg.val_every == 0:
-                last_val = self._validate(model, val_ds, step)
+                self._last_val = self._validate(model, val_ds, step)
             if cfg.save_every > 0 and step % cfg.save_every == 0:
                 self._save(model, optimizer, scheduler, step)
         bar.close()
         if val_ds is not None and (cfg.val_every <= 0 or step % cfg.val_every != 0):
-            last_val = self._validate(model, val_ds, step)
+            self._last_val = self._validate(model, val_ds, step)
         if not self._checkpoint_dir(step).exists():
             self._save(model, optimizer, scheduler, step)
         acc.wait_for_everyone()
         summary = {"step": step, "stopped_by": stopped_by, "seconds": round(time.time() - t0, 1),
-                   "train": last_logs, "val": last_val, "checkpoint": str(latest_checkpoint(self.out))}
+                   "train": self._last_logs, "val": self._last_val, "checkpoint": str(latest_checkpoint(self.out))}
         if self.is_main:
             self._write_metrics({"event": "end", **summary})
         return summary
@@ -311,11 +331,24 @@ class Trainer:
     def _save(self, model, optimizer, scheduler, step: int) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        rng = [capture_rng()]
+        if acc.num_processes > 1:  # every process's streams: each resumes its own
+            import torch.distributed as dist
+
+            rng = [None] * acc.num_processes
+            dist.all_gather_object(rng, capture_rng())
         if self.is_main:
+            metrics = self.out / "metrics.jsonl"
             with atomic_dir(self._checkpoint_dir(step)) as tmp:
-                self.task.save_model(acc.unwrap_model(model), tmp / "model")
+                unwrapped = acc.unwrap_model(model)
+                self.task.save_model(unwrapped, tmp / "model")
+                fault_point("checkpoint.partial")
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": step, "rng": _rng_state()}, tmp / "train_state.pt")
+                            "step": step, "rng": rng, "quantizer_usage": usage_state(unwrapped),
+                            "last_logs": self._last_logs, "last_val": self._last_val,
+                            "elapsed_s": time.time() - self._t0,
+                            "metrics_bytes": metrics.stat().st_size if metrics.exists() else 0},
+                           tmp / "train_state.pt")
             self._prune()
         acc.wait_for_everyone()
 

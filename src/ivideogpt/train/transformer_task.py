@@ -100,6 +100,14 @@ class TransformerTrainModule(torch.nn.Module):
         super().__init__()
         self.wm, self.cfg, self.perceptual = wm, cfg, perceptual
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.freeze_tokenizer:
+            # Frozen means frozen: in training mode its VQ quantizers would count usage and restart dead codes
+            # while tokenizing clips on the fly (cache_tokens: false), changing the codebook.
+            self.wm.tokenizer.eval()
+        return self
+
     def forward(self, batch, step: int):
         cfg, wm = self.cfg, self.wm
         layout = wm.transformer.config.layout
