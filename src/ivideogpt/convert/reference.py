@@ -12,6 +12,8 @@ as the reference feeds them. Proven equal to the reference code by tests/test_re
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +53,20 @@ class Release:
     tokenizer_state: dict[str, torch.Tensor]
     transformer_state: dict[str, torch.Tensor]
     name: str | None  # the hub release it matches (reference-releases.yaml), if any
+    note: str | None = None  # what was assumed, said once the release has loaded
 
 
 def is_release(path) -> bool:
     """A directory laid out like a reference release (its tokenizer in diffusers format)."""
     p = Path(path)
-    return (p / TOKENIZER_CONFIG).is_file() or (p / TOKENIZER_WEIGHTS).is_file()
+    if (p / "config.json").is_file():
+        return False  # our model directories (and run checkpoints) have a top-level config.json; releases do not
+    if (p / TOKENIZER_WEIGHTS).is_file():
+        return True
+    try:
+        return "_class_name" in json.loads((p / TOKENIZER_CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def known_releases() -> dict[str, dict]:
@@ -118,6 +128,10 @@ def tokenizer_config_from(cfg: dict, where: str) -> dict:
         got = list(c[key]) if isinstance(value, list) else c[key]
         if got != value:
             raise CheckpointError(f"{where}: {key} is {c[key]!r}; this converter supports {value!r}")
+    if c["norm_num_groups"] != 32:
+        # The reference's CrossAttentionBlock is built with GroupNorm(32) whatever the config; ours follows the config.
+        raise CheckpointError(f"{where}: norm_num_groups is {c['norm_num_groups']}; this converter supports 32 (the "
+                              "reference's cross-attention always normalises with 32 groups)")
     latent = c["resolution"] // 2 ** (n - 1)
     if c["max_att_resolution"] < latent:
         # The reference's conditional decoder always cross-attends after its mid block; ours only at <= max res.
@@ -224,11 +238,14 @@ def read_release(src, *, segment_length: int | None = None, hub_id: str | None =
     tok_state = _read_weights(p / TOKENIZER_WEIGHTS)
     tr_state = transformer_state_from(_read_weights(p / TRANSFORMER_WEIGHTS), str(p / TRANSFORMER_WEIGHTS))
     name = _match_release(p, hub_id)
+    note = None
+    if segment_length is None and name:
+        segment_length = known_releases()[name]["segment_length"]
     if segment_length is None:
-        segment_length = known_releases()[name]["segment_length"] if name else None
-    if segment_length is None:
-        raise ConfigError(f"{p}: the release does not record its segment length (frames per clip, context "
-                          "included) and is not one of the known releases; pass --segment-length")
+        # Only sizes the KV cache (how many frames one reset rolls out); the weights do not depend on it.
+        segment_length = yaml.safe_load(RELEASES_FILE.read_text())["default_segment_length"]
+        note = (f"{p}: not one of the known releases and a release does not record its segment length; assuming "
+                f"{segment_length} frames (pass --segment-length to set it)")
     if segment_length <= tok_cfg["context_frames"]:
         raise ConfigError(f"segment length {segment_length} must exceed the {tok_cfg['context_frames']} context "
                           "frames")
@@ -238,7 +255,24 @@ def read_release(src, *, segment_length: int | None = None, hub_id: str | None =
         tr_json, str(p / TRANSFORMER_CONFIG), tok_cfg, vocab=emb.shape[0],
         action_dim=0 if act is None else int(act.shape[1]), reward="reward_linear.weight" in tr_state,
         segment_length=segment_length)
-    return Release(p, tok_cfg, tr_cfg, tok_state, tr_state, name)
+    return Release(p, tok_cfg, tr_cfg, tok_state, tr_state, name, note)
+
+
+@contextmanager
+def _no_init():
+    """Build modules without running their weight initialisers: every initialised tensor is then overwritten by
+    the release's (loaded strictly), and initialising 310M parameters first costs tens of seconds on a CPU.
+    (The same trick as transformers' no_init_weights; buffers made with torch.zeros/ones are unaffected.)"""
+    names = ("uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
+             "trunc_normal_", "zeros_", "ones_", "constant_")
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda t, *a, **k: t)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.nn.init, n, f)
 
 
 def build_world_model(rel: Release):
@@ -247,13 +281,18 @@ def build_world_model(rel: Release):
     from ..transformer import Transformer, TransformerConfig
     from ..world_model import WorldModel
 
-    tok = Tokenizer(from_dict(TokenizerConfig, rel.tokenizer_config, where=str(rel.path / TOKENIZER_CONFIG)))
+    with _no_init():
+        tok = Tokenizer(from_dict(TokenizerConfig, rel.tokenizer_config, where=str(rel.path / TOKENIZER_CONFIG)))
+        tr = Transformer(from_dict(TransformerConfig, rel.transformer_config,
+                                   where=str(rel.path / TRANSFORMER_CONFIG)))
     check_state(tok, rel.tokenizer_state, str(rel.path / TOKENIZER_WEIGHTS), rel.path / TOKENIZER_CONFIG)
-    tok.load_state_dict(rel.tokenizer_state, strict=True)
-    tr = Transformer(from_dict(TransformerConfig, rel.transformer_config, where=str(rel.path / TRANSFORMER_CONFIG)))
+    tok.load_state_dict(rel.tokenizer_state, strict=True, assign=True)  # no second copy of 310M weights
     check_state(tr, rel.transformer_state, str(rel.path / TRANSFORMER_WEIGHTS), rel.path / TRANSFORMER_CONFIG)
-    tr.load_state_dict(rel.transformer_state, strict=True)
-    return WorldModel(tok, tr).eval()
+    tr.load_state_dict(rel.transformer_state, strict=True, assign=True)
+    wm = WorldModel(tok, tr).eval()
+    if rel.note:
+        print(rel.note, file=sys.stderr)
+    return wm
 
 
 def load_release(src, *, segment_length: int | None = None, hub_id: str | None = None):
