@@ -224,18 +224,20 @@ def check_state(module: torch.nn.Module, state: dict, where: str, config_file: P
                                   f"(from {config_file})")
 
 
-def read_release(src, *, segment_length: int | None = None, hub_id: str | None = None) -> Release:
-    """Read and check a release directory; ``segment_length`` overrides what the release table says."""
+def read_release(src, *, segment_length: int | None = None, hub_id: str | None = None,
+                 tokenizer_weights: bool = True) -> Release:
+    """Read and check a release directory; ``segment_length`` overrides what the release table says.
+    ``tokenizer_weights=False`` reads only the tokenizer's config (for :func:`load_transformer`)."""
     p = Path(src)
     if not p.is_dir():
         raise CheckpointError(f"{p}: no such directory; expected a reference release (a local copy of e.g. "
                               "thuml/ivideogpt-oxe-64-act-free, or a hub id)")
-    if not is_release(p):
+    if not is_release(p) and not (not tokenizer_weights and (p / TOKENIZER_CONFIG).is_file()):
         raise CheckpointError(f"{p}: not a reference release: expected {TOKENIZER_CONFIG} and {TOKENIZER_WEIGHTS}, "
                               f"{TRANSFORMER_CONFIG} and {TRANSFORMER_WEIGHTS}")
     tok_cfg = tokenizer_config_from(_read_json(p / TOKENIZER_CONFIG, "tokenizer config"), str(p / TOKENIZER_CONFIG))
     tr_json = _read_json(p / TRANSFORMER_CONFIG, "transformer config")
-    tok_state = _read_weights(p / TOKENIZER_WEIGHTS)
+    tok_state = _read_weights(p / TOKENIZER_WEIGHTS) if tokenizer_weights else {}
     tr_state = transformer_state_from(_read_weights(p / TRANSFORMER_WEIGHTS), str(p / TRANSFORMER_WEIGHTS))
     name = _match_release(p, hub_id)
     note = None
@@ -275,24 +277,36 @@ def _no_init():
             setattr(torch.nn.init, n, f)
 
 
+def build_transformer(rel: Release):
+    """The release's transformer as ours (checked name by name and shape by shape first)."""
+    from ..transformer import Transformer, TransformerConfig
+
+    with _no_init():
+        tr = Transformer(from_dict(TransformerConfig, rel.transformer_config, where=str(rel.path / TRANSFORMER_CONFIG)))
+    check_state(tr, rel.transformer_state, str(rel.path / TRANSFORMER_WEIGHTS), rel.path / TRANSFORMER_CONFIG)
+    tr.load_state_dict(rel.transformer_state, strict=True, assign=True)  # no second copy of the weights
+    return tr.eval()
+
+
 def build_world_model(rel: Release):
     """A WorldModel holding the release's weights (checked name by name and shape by shape first)."""
     from ..tokenizer import Tokenizer, TokenizerConfig
-    from ..transformer import Transformer, TransformerConfig
     from ..world_model import WorldModel
 
     with _no_init():
         tok = Tokenizer(from_dict(TokenizerConfig, rel.tokenizer_config, where=str(rel.path / TOKENIZER_CONFIG)))
-        tr = Transformer(from_dict(TransformerConfig, rel.transformer_config,
-                                   where=str(rel.path / TRANSFORMER_CONFIG)))
     check_state(tok, rel.tokenizer_state, str(rel.path / TOKENIZER_WEIGHTS), rel.path / TOKENIZER_CONFIG)
-    tok.load_state_dict(rel.tokenizer_state, strict=True, assign=True)  # no second copy of 310M weights
-    check_state(tr, rel.transformer_state, str(rel.path / TRANSFORMER_WEIGHTS), rel.path / TRANSFORMER_CONFIG)
-    tr.load_state_dict(rel.transformer_state, strict=True, assign=True)
-    wm = WorldModel(tok, tr).eval()
+    tok.load_state_dict(rel.tokenizer_state, strict=True, assign=True)
+    wm = WorldModel(tok, build_transformer(rel)).eval()
     if rel.note:
         print(rel.note, file=sys.stderr)
     return wm
+
+
+def load_transformer(src, *, segment_length: int | None = None):
+    """Only the transformer of a release (its tokenizer's config gives the sequence layout; its weights are not
+    read): what a benchmark of the transformer needs."""
+    return build_transformer(read_release(src, segment_length=segment_length, tokenizer_weights=False))
 
 
 def load_release(src, *, segment_length: int | None = None, hub_id: str | None = None):
