@@ -128,3 +128,19 @@ def test_whole_vocab_sampling_feeds_back_what_was_drawn():
     tr.generate_frame(cache, temperature=0)
     lo, hi = lay.future_code_range
     assert all(((f >= lo) & (f < hi)).all() for f in fed[1:])
+
+
+def test_layout_without_the_first_slot():
+    """first_slot=False (the reference's layout): one token shorter, everything after shifted by one."""
+    from ivideogpt.transformer.layout import SequenceLayout
+
+    ref = SequenceLayout(16, 4, 2, 10, 12, first_slot=False)
+    ours = SequenceLayout(16, 4, 2, 10, 12)
+    ctx, fut = torch.randint(0, 10, (2, 2, 16)), torch.randint(0, 12, (2, 3, 4))
+    a, b = ref.build(ctx, fut), ours.build(ctx, fut)
+    assert torch.equal(a, b[:, 1:]) and ref.length(5) == ours.length(5) - 1 == a.shape[1]
+    assert all(torch.equal(x, y) for x, y in zip(ref.split(a), (ctx, fut)))
+    assert torch.equal(ref.action_positions(5), ours.action_positions(5) - 1)
+    assert torch.equal(ref.target_mask(5), ours.target_mask(5)[1:])
+    assert torch.equal(ref.spatial_coords(0, a.shape[1])[0], ours.spatial_coords(1, b.shape[1])[0])
+    assert int(a[0, ref.action_positions(5)[0]]) == ref.slot_future
