@@ -24,6 +24,7 @@ COMMANDS = [
     ("mbrl", "mbrl", "model-based RL: MBPO with DrQ-v2 and the world model"),
     ("drqv2", "drqv2", "model-free DrQ-v2 baseline"),
     ("demo", "demo", "the end-to-end demo: collect, train, roll out, report"),
+    ("convert", "convert", "convert a reference (thuml/iVideoGPT) release into a world-model directory"),
 ]
 TRAIN_COMMANDS = [
     ("tokenizer", "train_tokenizer", "train the compressive VQ tokenizer"),

@@ -12,6 +12,7 @@ trained with); rewards come back in the original scale.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +60,20 @@ class WorldModel(torch.nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, map_location: str | torch.device = "cpu") -> WorldModel:
-        """A world-model directory, or a transformer run directory (its latest checkpoint)."""
+        """A world-model directory, a transformer run directory (its latest checkpoint), or a reference release
+        directory (converted in memory, see ``ivideogpt.convert.reference``)."""
         from .tokenizer import Tokenizer
         from .transformer import Transformer
 
         p = Path(path)
+        from .convert.reference import is_release
+
+        if is_release(p):
+            from .convert.reference import load_release
+
+            print(f"{p}: a reference (thuml/iVideoGPT) release; converting it in memory (`ivideogpt convert "
+                  "reference` saves the converted model once)", file=sys.stderr)
+            return load_release(p).to(map_location).eval()
         if not (p / CONFIG_FILE).is_file():
             ck = latest_checkpoint(p)
             if ck is None:

@@ -128,11 +128,13 @@ class Encoder(nn.Module):
         self.conv_norm_out = nn.GroupNorm(max(g, 1), ch[-1], eps=1e-6)
         self.conv_out = nn.Conv2d(ch[-1], cfg.embed_dim, 3, padding=1)
         self.levels = cross_attn_levels(cfg)[0]
+        self.unit_pixels = cfg.pixels == "unit"
         if cross_attn:
             self.cross_att_blocks = _cross_blocks(cfg, self.levels, ch, cfg.level_resolutions())
 
     def forward(self, x: torch.Tensor, kv: list | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = self.conv_in(x)
+        # [0, 1] pixels (reference weights) cannot be folded into conv_in: its zero padding would change meaning.
+        x = self.conv_in((x + 1) / 2 if self.unit_pixels else x)
         feats = []
         for i, block in enumerate(self.down_blocks):
             x = block(x)
@@ -163,6 +165,7 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(ch[-1], 3 * p * p, 3, padding=1)
         self.shuffle = nn.PixelShuffle(p) if p > 1 else nn.Identity()
         self.levels = cross_attn_levels(cfg)[1]
+        self.unit_pixels = cfg.pixels == "unit"
         if cross_attn:
             self.cross_att_blocks = _cross_blocks(cfg, self.levels, cfg.decoder_channels(), cfg.decoder_resolutions())
 
@@ -177,4 +180,5 @@ class Decoder(nn.Module):
                     j = self.levels.index(i)
                     x = self.cross_att_blocks[j](x, kv[j])
                 feats.append(x)
-        return self.shuffle(self.conv_out(F.silu(self.conv_norm_out(x)))), feats
+        out = self.shuffle(self.conv_out(F.silu(self.conv_norm_out(x))))
+        return (out * 2 - 1 if self.unit_pixels else out), feats

@@ -20,6 +20,9 @@ class BackboneConfig:
     # conv in, PixelShuffle out -- far cheaper on CPU (paper-facts: 3.5 vs 8 ms per frame, better PSNR).
     stem: Literal["conv", "patch"] = "conv"
     stem_patch: int = 4
+    # Pixel range the conv stacks were trained on. "unit": [0, 1] as the reference's checkpoints (frames are
+    # mapped from and back to [-1, 1] inside the encoders/decoders, so everything around them is unchanged).
+    pixels: Literal["signed", "unit"] = "signed"
     channels: list[int] = field(default_factory=lambda: [128, 256, 512])  # one per level; 2x down between
     layers_per_block: int = 2
     decoder_layers_per_block: int = 3
@@ -85,6 +88,8 @@ class BackboneConfig:
         return len(self.fsq_levels) if self.quantizer == "fsq" else (self.codebook_dim or self.embed_dim)
 
     def validate(self) -> None:
+        if self.pixels not in ("signed", "unit"):
+            raise ConfigError(f"tokenizer.pixels: expected 'signed' ([-1, 1]) or 'unit' ([0, 1]), got {self.pixels!r}")
         if self.gan_weight < 0 or self.gan_start_step < 0 or self.disc_layers < 1 or self.disc_channels < 4:
             raise ConfigError(f"tokenizer GAN settings: expected gan_weight >= 0, gan_start_step >= 0, disc_layers "
                               f">= 1, disc_channels >= 4; got {self.gan_weight}, {self.gan_start_step}, "

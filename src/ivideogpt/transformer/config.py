@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .layout import SequenceLayout
 
@@ -41,6 +42,13 @@ class TransformerConfig:
     code_embedding: bool = False
     code_vector_dim: int = 0
     spatial_frequencies: int = 0
+    # Reference compatibility (converted thuml/iVideoGPT checkpoints; defaults keep this package's behaviour):
+    # first_slot False drops the sequence's first [S1] as the reference does (positions shift by one);
+    # sample_vocab "all" samples future tokens over the whole vocabulary as the reference's generate does
+    # (a non-future id is fed back as sampled and read as the nearest future code, as its detokenize clamps),
+    # instead of only over the future codes.
+    first_slot: bool = True
+    sample_vocab: Literal["future", "all"] = "future"
 
     def __post_init__(self):
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
@@ -55,6 +63,8 @@ class TransformerConfig:
             raise ValueError(f"action_std must be non-negative, got {self.action_std}")
         if self.code_embedding and self.code_vector_dim < 1:
             raise ValueError("code_embedding needs code_vector_dim >= 1 (the tokenizer's codebook dims)")
+        if self.sample_vocab not in ("future", "all"):
+            raise ValueError(f"sample_vocab must be 'future' or 'all', got {self.sample_vocab!r}")
         if self.spatial_frequencies < 0:
             raise ValueError(f"spatial_frequencies must be >= 0, got {self.spatial_frequencies}")
         if self.max_frames < self.context_frames + 1:
@@ -71,6 +81,7 @@ class TransformerConfig:
             self.context_frames,
             self.context_vocab_size,
             self.future_vocab_size,
+            self.first_slot,
         )
 
     @property

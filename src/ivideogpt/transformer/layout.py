@@ -7,7 +7,8 @@ ids offset by ``Vc``), then the two slot tokens ``S1 = Vc+Vf`` and ``S2 = Vc+Vf+
 
 Unlike the reference we keep the very first [S1]: every frame then starts with a slot, so the
 arithmetic is uniform and the first context token has something to attend to. The length of a
-clip of ``T`` frames is ``(N+1)*T0 + (n+1)*(T-T0)``.
+clip of ``T`` frames is ``(N+1)*T0 + (n+1)*(T-T0)``. ``first_slot=False`` drops that first [S1] as the
+reference does (one token shorter, every position one less): converted reference checkpoints use it.
 
 Actions enter at the [S2] slot in front of the frame they lead to; the reward of the transition
 into a future frame is read at that frame's last token (it has seen the action and the whole frame).
@@ -36,6 +37,7 @@ class SequenceLayout:
     context_frames: int  # T0
     context_vocab: int  # Vc
     future_vocab: int  # Vf
+    first_slot: bool = True  # False: the sequence starts with the first context code (reference layout)
 
     def __post_init__(self):
         for name in ("context_tokens", "future_tokens", "context_frames", "context_vocab", "future_vocab"):
@@ -64,7 +66,7 @@ class SequenceLayout:
     @property
     def context_length(self) -> int:
         """Tokens of the context part (all [S1] + context codes): the prefill."""
-        return (self.context_tokens + 1) * self.context_frames
+        return (self.context_tokens + 1) * self.context_frames - (0 if self.first_slot else 1)
 
     @property
     def frame_length(self) -> int:
@@ -98,13 +100,16 @@ class SequenceLayout:
         s2 = ctx_ids.new_full((B, F, 1), self.slot_future)
         ctx = torch.cat([s1, ctx_ids], dim=2).reshape(B, -1)
         fut = torch.cat([s2, fut_ids.to(ctx_ids.dtype) + self.context_vocab], dim=2).reshape(B, -1)
-        return torch.cat([ctx, fut], dim=1)
+        return torch.cat([ctx if self.first_slot else ctx[:, 1:], fut], dim=1)
 
     def split(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inverse of :meth:`build`: tokens ``[B,L]`` -> ``(ctx_ids [B,T0,N], fut_ids [B,F,n])``."""
         B, L = tokens.shape
         F = self.num_frames(L) - self.context_frames
-        ctx = tokens[:, : self.context_length].reshape(B, self.context_frames, self.context_tokens + 1)
+        ctx = tokens[:, : self.context_length]
+        if not self.first_slot:
+            ctx = torch.cat([ctx.new_full((B, 1), self.slot_context), ctx], dim=1)
+        ctx = ctx.reshape(B, self.context_frames, self.context_tokens + 1)
         fut = tokens[:, self.context_length :].reshape(B, F, self.frame_length)
         return ctx[:, :, 1:], fut[:, :, 1:] - self.context_vocab
 
@@ -147,7 +152,7 @@ class SequenceLayout:
         gc, gf = self.grid_side(self.context_tokens), self.grid_side(self.future_tokens)
         pos = torch.arange(start, stop)
         in_ctx = pos < self.context_length
-        k_ctx = pos % (self.context_tokens + 1) - 1  # index inside a context frame (-1: its slot)
+        k_ctx = (pos + (0 if self.first_slot else 1)) % (self.context_tokens + 1) - 1  # in its frame (-1: slot)
         k_fut = (pos - self.context_length) % self.frame_length - 1
         k = torch.where(in_ctx, k_ctx, k_fut)
         g = torch.where(in_ctx, gc, gf)

@@ -374,12 +374,19 @@ class Transformer(nn.Module):
         B = cache.batch_size
         device = cache.k.device
         lo, hi = lay.future_code_range
-        head = self.lm_head.weight[lo:hi]  # slots and context codes are never sampled
+        whole = self.config.sample_vocab == "all"
+        # Default: slots and context codes are never sampled. "all" (the reference's generate): every id can
+        # be drawn and is fed back as drawn; the frame reads it clamped into the future codes.
+        head = self.lm_head.weight if whole else self.lm_head.weight[lo:hi]
         tok = torch.full((B, 1), lay.slot_future, dtype=torch.long, device=device)
         h = self._hidden(tok, None if action is None else action[:, None], cache)
         ids = []
         for _ in range(lay.future_tokens):
             nxt = sample_logits(F.linear(h[:, -1], head), temperature, top_k, generator)
+            if whole:
+                ids.append((nxt - lo).clamp(0, hi - lo - 1))
+                h = self._hidden(nxt[:, None], None, cache)
+                continue
             ids.append(nxt)
             h = self._hidden((nxt + lo)[:, None], None, cache)
         reward = symexp(self._reward(h[:, -1])) if self.reward_linear is not None else None
