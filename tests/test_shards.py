@@ -241,3 +241,29 @@ def test_old_format_writer_unchanged_by_default(tmp_path):
     assert isinstance(w, EpisodeWriter)
     w.close()
     assert not os.path.exists(tmp_path / "d" / "shards")
+
+
+def test_train_tokenizer_same_weights_on_both_formats(tmp_path):
+    """`ivideogpt collect --shard-size` data and per-episode data of the same collection train a tokenizer to the
+    same weights (same seed): the batches are the same."""
+    from safetensors.torch import load_file
+
+    from ivideogpt.checkpoint import latest_checkpoint
+    from ivideogpt.commands.collect import collect
+
+    collect("pusher", tmp_path / "old", episodes=5, steps=8, size=64, seed=3, progress=False)
+    assert main(["collect", "--env", "pusher", "--episodes", "5", "--steps", "8", "--seed", "3", "--shard-size",
+                 "2", "--out", str(tmp_path / "sh"), "--no-progress"]) == 0
+    assert EpisodeDataset(tmp_path / "sh").meta["num_shards"] == 3
+    assert_same(EpisodeDataset(tmp_path / "old"), EpisodeDataset(tmp_path / "sh"))
+    tiny = ["--set", "train.batch_size=2", "--set", "train.clip_len=4", "--set", "train.val_every=0",
+            "--set", "train.warmup_steps=1", "--set", "train.augment.enabled=true", "--set", "train.val_batches=1",
+            "--no-progress"]
+    for name in ("old", "sh"):
+        assert main(["train", "tokenizer", "--preset", "tiny-cpu", "--data", str(tmp_path / name), "--out",
+                     str(tmp_path / f"run_{name}"), "--max-steps", "2", *tiny]) == 0
+    a, b = (load_file(str(latest_checkpoint(tmp_path / f"run_{n}") / "model" / "model.safetensors"))
+            for n in ("old", "sh"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
