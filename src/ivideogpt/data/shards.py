@@ -36,7 +36,9 @@ Reading checks each shard's index fields and that its data file has the size the
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
 import warnings
@@ -84,9 +86,8 @@ def _align(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def episode_layout(t: int, image_size, action_dim: int, has_success: bool) -> tuple[dict, int]:
-    """{name: (shape, dtype, offset from the episode's start)} and the episode's size in bytes (8-aligned)."""
-    h, w = image_size
+@functools.lru_cache(maxsize=4096)  # keyed by length: bounded by the distinct lengths, not the episode count
+def _layout(t: int, h: int, w: int, action_dim: int, has_success: bool) -> tuple[dict, int]:
     arrays = [("frames", (t, h, w, 3), np.dtype(np.uint8)), ("actions", (t - 1, action_dim), np.dtype(np.float32)),
               ("rewards", (t - 1,), np.dtype(np.float32))]
     if has_success:
@@ -94,8 +95,14 @@ def episode_layout(t: int, image_size, action_dim: int, has_success: bool) -> tu
     out, pos = {}, 0
     for name, shape, dtype in arrays:
         out[name] = (shape, dtype, pos)
-        pos = _align(pos + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        pos = _align(pos + math.prod(shape) * dtype.itemsize)
     return out, pos
+
+
+def episode_layout(t: int, image_size, action_dim: int, has_success: bool) -> tuple[dict, int]:
+    """{name: (shape, dtype, offset from the episode's start)} and the episode's size in bytes (8-aligned)."""
+    h, w = image_size
+    return _layout(int(t), int(h), int(w), int(action_dim), bool(has_success))
 
 
 def episode_nbytes(lengths: np.ndarray, image_size, action_dim: int, has_success: bool) -> np.ndarray:
@@ -221,6 +228,7 @@ class ShardIndex:
         self.lengths = np.concatenate([np.asarray(i["lengths"], np.int64) for i in self.indexes] or [np.zeros(0, int)])
         self.offsets = np.concatenate([np.asarray(i["offsets"], np.int64) for i in self.indexes] or [np.zeros(0, int)])
         self.data_paths = [self.root / SHARDS / i["data"] for i in self.indexes]
+        self._hw = tuple(int(x) for x in const["image_size"])
         self.meta = self._meta()
 
     def _meta(self) -> dict:
@@ -248,8 +256,7 @@ class ShardIndex:
 
     def headers(self, i: int) -> dict:
         """{name: (shape, dtype, absolute offset in the shard's data file)} of episode i."""
-        layout, _ = episode_layout(int(self.lengths[i]), self.const["image_size"], self.const["action_dim"],
-                                   bool(self.has_success))
+        layout, _ = _layout(int(self.lengths[i]), *self._hw, self.const["action_dim"], bool(self.has_success))
         base = int(self.offsets[i])
         return {name: (shape, dtype, base + off) for name, (shape, dtype, off) in layout.items()}
 
