@@ -73,6 +73,35 @@ def write_shards(path: Path, n: int, data, shard_size: int) -> float:
     return time.perf_counter() - t0
 
 
+def replicate_shards(path: Path, n: int, data, shard_size: int) -> tuple[float, int, float]:
+    """A sharded store of n episodes: shard 0 written by ShardWriter, the others copies of its data file (the
+    episodes cycle through a pool whose size divides shard_size, so every full shard holds the same bytes) with
+    their own indexes (first_episode, split keys); the last shard is written by ShardWriter too. Returns (seconds
+    for shard 0, its episodes, seconds for the rest)."""
+    from ivideogpt.data.shards import SHARDS, data_name, index_path
+
+    fr = data[0]
+    assert shard_size % len(fr) == 0, "shard_size must be a multiple of the pool size"
+    t_w = write_shards(path, min(n, shard_size), data, shard_size)
+    t0 = time.perf_counter()
+    idx0 = json.loads(index_path(path, 0).read_text())
+    full, rest = divmod(n, shard_size)
+    for k in range(1, full):
+        shutil.copyfile(path / SHARDS / idx0["data"], path / SHARDS / data_name(k, shard_size))
+        first = k * shard_size
+        idx = {**idx0, "shard": k, "first_episode": first, "data": data_name(k, shard_size),
+               "split_keys": [split_key(0, first + j) for j in range(shard_size)]}
+        atomic_write_json(index_path(path, k), idx)
+    if rest:
+        fr_, ac, rw = data
+        with ShardWriter(path, image_size=fr[0].shape[1:3], action_dim=A, source="bench", shard_size=shard_size,
+                         resume=True) as w:
+            while w.next_episode < n:
+                i = w.next_episode
+                w.add_episode(fr_[i % len(fr_)], ac[i % len(ac)], rw[i % len(rw)])
+    return t_w, min(n, shard_size), time.perf_counter() - t0
+
+
 def write_old_bulk(path: Path, n: int, data) -> float:
     """The per-episode format's files (no fsync) and one meta.json, as EpisodeWriter would leave them."""
     fr, ac, rw = data
@@ -271,7 +300,7 @@ def main() -> None:
                     help="then the sharded store alone at this count (skipped when not larger than --episodes)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--shard-size", type=int, default=1000)
+    ap.add_argument("--shard-size", type=int, default=1024)
     ap.add_argument("--clip-len", type=int, default=8)
     ap.add_argument("--items", type=int, default=400, help="clips read per (format, workers) setting")
     ap.add_argument("--batch", type=int, default=16)
@@ -289,40 +318,47 @@ def main() -> None:
         n = args.episodes
         print(f"{n} episodes x {args.frames} frames of {args.size}x{args.size} (+{A}-dim actions, rewards); "
               f"shards of {args.shard_size}; in {tmp}", flush=True)
-        t_sh = write_shards(tmp / "shards", n, data, args.shard_size)
-        print(f"write  shards  {t_sh:8.1f} s  ({n / t_sh:.0f} episodes/s)", flush=True)
-        t_old = write_old_bulk(tmp / "old", n, data)
-        print(f"write  per-ep  {t_old:8.1f} s  ({n / t_old:.0f} episodes/s, bulk: no fsync, meta.json once)",
-              flush=True)
-        est_n = max(n, args.shards_only_episodes)
-        ew = episode_writer_costs(tmp, args.writer_episodes, est_n, data)
-        print(f"EpisodeWriter: {ew['per_episode_small_s'] * 1e3:.1f} ms/episode at {args.writer_episodes} episodes; "
-              f"meta.json rewrite + splits at {est_n} episodes: {ew['meta_per_episode_at_full_s'] * 1e3:.0f} ms per "
-              f"episode -> ~{ew['estimated_total_s'] / 3600:.1f} h to write {est_n} episodes", flush=True)
-        for name in ("old", "shards"):
-            files, size = disk_usage(tmp / name)
-            t_open, rss = open_time(tmp / name)
-            print(f"disk   {name:7s} {files:8d} files {size / 2**30:7.2f} GiB   open {t_open:6.2f} s "
-                  f"(process peak RSS {rss / 1024:.0f} MB)", flush=True)
-        for workers in (0, 2, 4):
+        if n > 0:  # both formats side by side
+            t_sh = write_shards(tmp / "shards", n, data, args.shard_size)
+            print(f"write  shards  {t_sh:8.1f} s  ({n / t_sh:.0f} episodes/s)", flush=True)
+            t_old = write_old_bulk(tmp / "old", n, data)
+            print(f"write  per-ep  {t_old:8.1f} s  ({n / t_old:.0f} episodes/s, bulk: no fsync, meta.json once)",
+                  flush=True)
+            est_n = max(n, args.shards_only_episodes)
+            ew = episode_writer_costs(tmp, args.writer_episodes, est_n, data)
+            print(f"EpisodeWriter: {ew['per_episode_small_s'] * 1e3:.1f} ms/episode at {args.writer_episodes} "
+                  f"episodes; meta.json rewrite + splits at {est_n} episodes: "
+                  f"{ew['meta_per_episode_at_full_s'] * 1e3:.0f} ms per episode -> "
+                  f"~{ew['estimated_total_s'] / 3600:.1f} h to write {est_n} episodes", flush=True)
             for name in ("old", "shards"):
-                r = read_rate(tmp / name, workers, args.items, args.clip_len, args.batch, seed=workers + 1)
-                print(f"read   {name:7s} workers={workers}  {r['clips_per_s']:7.0f} clips/s   peak RSS per "
-                      f"reader {r['peak_rss_mb']:6.0f} MB (+{r['rss_growth_mb']:.1f} MB while reading)", flush=True)
-        shutil.rmtree(tmp / "old")
+                files, size = disk_usage(tmp / name)
+                t_open, rss = open_time(tmp / name)
+                print(f"disk   {name:7s} {files:8d} files {size / 2**30:7.2f} GiB   open {t_open:6.2f} s "
+                      f"(process peak RSS {rss / 1024:.0f} MB)", flush=True)
+            for workers in (0, 2, 4):
+                for name in ("old", "shards"):
+                    r = read_rate(tmp / name, workers, args.items, args.clip_len, args.batch, seed=workers + 1)
+                    print(f"read   {name:7s} workers={workers}  {r['clips_per_s']:7.0f} clips/s   peak RSS per "
+                          f"reader {r['peak_rss_mb']:6.0f} MB (+{r['rss_growth_mb']:.1f} MB while reading)", flush=True)
+            shutil.rmtree(tmp / "old")
         big = args.shards_only_episodes
         if big > n:  # the sharded store alone at the full count (the per-episode format cannot be written here)
-            shutil.rmtree(tmp / "shards")
-            t_big = write_shards(tmp / "shards", big, data, args.shard_size)
+            shutil.rmtree(tmp / "shards", ignore_errors=True)
+            t_w, n_w, t_big = replicate_shards(tmp / "shards", big, data, args.shard_size)
             files, size = disk_usage(tmp / "shards")
             t_open, rss = open_time(tmp / "shards")
-            print(f"{big} episodes, shards only: write {t_big:.1f} s ({big / t_big:.0f} episodes/s), {files} files "
-                  f"{size / 2**30:.2f} GiB, open {t_open:.2f} s (process peak RSS {rss / 1024:.0f} MB)", flush=True)
+            print(f"{big} episodes, shards only: ShardWriter wrote shard 0 ({n_w} episodes) in {t_w:.1f} s "
+                  f"({n_w / t_w:.0f} episodes/s; {big / (n_w / t_w) / 60:.0f} min at that rate for {big}); the other "
+                  f"shards are its copies with their own indexes ({t_big:.1f} s); {files} files {size / 2**30:.2f} GiB;"
+                  f" open {t_open:.2f} s (process peak RSS {rss / 1024:.0f} MB)", flush=True)
+            t0 = time.perf_counter()
+            EpisodeDataset(tmp / "shards").validate()
+            print(f"verify shards (every CRC-32): {time.perf_counter() - t0:.1f} s", flush=True)
             for workers in (0, 2, 4):
                 r = read_rate(tmp / "shards", workers, args.items, args.clip_len, args.batch, seed=workers + 11)
                 print(f"read   shards  workers={workers}  {r['clips_per_s']:7.0f} clips/s   peak RSS per reader "
                       f"{r['peak_rss_mb']:6.0f} MB (+{r['rss_growth_mb']:.1f} MB while reading)", flush=True)
-        shutil.rmtree(tmp / "shards")
+        shutil.rmtree(tmp / "shards", ignore_errors=True)
         for row in rlds_speed(tmp, (1, 2), args.rlds_files, args.rlds_per_file, args.rlds_steps, args.rlds_image):
             print(f"rlds   import workers={row['workers']}: {row['episodes']} episodes x {row['steps']} steps "
                   f"{row['size']}x{row['size']} JPEG ({row['tfrecord_mb']:.0f} MB TFRecord) -> 64x64 shards: "

@@ -230,6 +230,9 @@ class ShardIndex:
         self.data_paths = [self.root / SHARDS / i["data"] for i in self.indexes]
         self._hw = tuple(int(x) for x in const["image_size"])
         self.meta = self._meta()
+        for idx in self.indexes:  # per-episode lists now live in the arrays and meta: keep one copy
+            for key in ("lengths", "offsets", "split_keys", "episode_info", "stats_state"):
+                idx.pop(key, None)
 
     def _meta(self) -> dict:
         c, n = self.const, len(self.lengths)
@@ -334,8 +337,8 @@ class ShardWriter:
                                     f"got {want[field]!r}")
             self.const = on_disk
         else:
+            atomic_write_json(meta_path, want)  # first: a second writer starting now finds it
             (self.path / SHARDS).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(meta_path, want)
             self.const = want
         self.shard_size = self.const["shard_size"]
         self.has_success: bool | None = None
