@@ -316,8 +316,10 @@ def main() -> None:
     try:
         data = pool(args.frames, args.size)
         n = args.episodes
-        print(f"{n} episodes x {args.frames} frames of {args.size}x{args.size} (+{A}-dim actions, rewards); "
-              f"shards of {args.shard_size}; in {tmp}", flush=True)
+        print(f"episodes of {args.frames} frames of {args.size}x{args.size} (+{A}-dim actions, rewards); "
+              f"{n} in both formats, then {args.shards_only_episodes} sharded; shards of {args.shard_size}; "
+              f"clips of {args.clip_len}, batches of {args.batch}, {args.items} clips per reading; in {tmp}",
+              flush=True)
         if n > 0:  # both formats side by side
             t_sh = write_shards(tmp / "shards", n, data, args.shard_size)
             print(f"write  shards  {t_sh:8.1f} s  ({n / t_sh:.0f} episodes/s)", flush=True)

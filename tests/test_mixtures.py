@@ -28,8 +28,6 @@ def test_oxe_preset_is_the_reference_mixture(tmp_path):
     msg = str(e.value)
     assert "36 of 38 datasets missing" in msg and "fractal20220817_data" in msg and "toto" in msg
     assert ", bridge," not in msg and ", kuka," not in msg
-    for name in ("fractal20220817_data", "toto", "cmu_stretch", "bc_z", "robo_net"):
-        write(tmp_path / name, 3, 1.0, n=1)
     # The reference's select mixture: 7 named datasets + 31 small ones sharing 0.2; steps max(round(base / 3), 1).
     import yaml
 
@@ -40,6 +38,13 @@ def test_oxe_preset_is_the_reference_mixture(tmp_path):
     assert len(got) == 38 and sum(w for w, _ in got.values()) == pytest.approx(1.0)
     assert got["fractal20220817_data"] == (0.15, 1) and got["bridge"] == (0.15, 2) and got["kuka"] == (0.1, 3)
     assert got["toto"] == (pytest.approx(0.2 / 31), 10) and got["asu_table_top_converted_externally_to_rlds"][1] == 4
+    for name in got:  # with every dataset on disk the preset expands to its sources
+        if not (tmp_path / name).exists():
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "meta.json").write_text("{}")
+    srcs = parse_sources([f"oxe,root={tmp_path},weight=2"])
+    assert [(s.path_or_dataset, s.weight, s.frame_step) for s in srcs] == [
+        (str(tmp_path / n), 2 * w, st) for n, (w, st) in got.items()]
     sth = {e["name"]: e["weight"] for e in yaml.safe_load((PRESETS / "oxe-sthsth.yaml").read_text())["datasets"]}
     assert sth["sthsth"] == 0.15 and sth["bridge"] == pytest.approx(0.15 * 0.85)
 
