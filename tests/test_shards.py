@@ -210,7 +210,7 @@ def test_corruption_is_one_clear_error_exit_2_nothing_lost(pair, corrupt, capsys
     before = {p.name: p.read_bytes() for p in (root / "shards").iterdir()}
     before_meta = (root / "meta.json").read_bytes()
     capsys.readouterr()
-    for argv in (["info", str(root), "--no-sheet"], ["convert-data", str(root), "--verify"],
+    for argv in (["info", str(root), "--no-sheet", "--verify"], ["convert-data", str(root), "--verify"],
                  ["convert-data", str(root), "--out", str(tmp_path / "x"), "--shard-size", "2"]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()

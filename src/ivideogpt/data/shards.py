@@ -31,7 +31,8 @@ w, w+n, w+2n, ... holding episodes [k * shard_size, (k + 1) * shard_size) of sha
 disjoint shards of one dataset, and the result is the dataset one writer would have written.
 
 Reading checks each shard's index fields and that its data file has the size the index says (cheap, at open);
-:meth:`ShardIndex.verify` (``ivideogpt info``, ``ivideogpt convert-data``) reads every byte and checks the CRCs.
+:meth:`ShardIndex.verify` (``ivideogpt info --verify``, ``ivideogpt convert-data``) reads every byte and checks
+the CRCs.
 """
 
 from __future__ import annotations
