@@ -54,3 +54,20 @@ def test_transformer_embeddings_measures_ce_and_gaps():
              for i in range(3)]
     gaps = te.rollout_gaps(wm, items)
     assert set(gaps) == {"sampled", "greedy"} and all(set(v) >= {"model", "gap_second_half"} for v in gaps.values())
+
+
+def test_data_scale_builds_valid_stores_and_measures(tmp_path):
+    ds_mod = _load("data_scale")
+    from ivideogpt.data import EpisodeDataset
+
+    data = ds_mod.pool(4, 8, k=4)
+    ds_mod.write_old_bulk(tmp_path / "old", 10, data)
+    ds_mod.replicate_shards(tmp_path / "sh", 10, data, 4)
+    old, sh = EpisodeDataset(tmp_path / "old"), EpisodeDataset(tmp_path / "sh")
+    sh.validate()
+    assert old.meta["splits"] == sh.meta["splits"] and sh.meta["num_shards"] == 3
+    for i in range(10):
+        for k, v in old.episode(i).items():
+            assert (sh.episode(i)[k] == v).all(), (i, k)
+    r = ds_mod.read_rate(tmp_path / "sh", 0, 8, 2, 4, seed=1)
+    assert r["clips_per_s"] > 0 and r["peak_rss_mb"] > 0

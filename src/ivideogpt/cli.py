@@ -16,6 +16,7 @@ COMMANDS = [
     ("collect", "collect", "collect episodes from an environment into a dataset directory"),
     ("info", "info", "print a dataset's metadata and write a PNG contact sheet"),
     ("import", "import_", "import videos (MP4/GIF/WebM) or a LeRobot dataset into the episode format"),
+    ("convert-data", "convert_data", "convert an episode dataset to the sharded store or back; verify checksums"),
     ("train", None, "train a tokenizer or a transformer (world model)"),
     ("reconstruct", "reconstruct", "tokenize and reconstruct held-out clips; write a PNG"),
     ("predict", "predict", "roll a world model out on dataset episodes; write a GIF/MP4"),

@@ -37,6 +37,11 @@ def add_arguments(p) -> None:
                    help="worker processes producing episodes (default 1: in this process); the data does not "
                         "depend on it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted collection in --out")
+    p.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="write the sharded store with N episodes per shard file (default: one directory per episode)")
+    p.add_argument("--writer", default=None, metavar="I/N",
+                   help="sharded store: this process writes shards I, I+N, I+2N, ... of the collection (run N "
+                        "processes with I = 0..N-1 into the same --out; the result equals one writer's)")
     p.add_argument("--out", required=True, help="dataset directory to create")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra environment arguments, e.g. n_blocks=2 or action_repeat=2 (values parsed as YAML)")
@@ -73,10 +78,27 @@ def _check_resume(out: Path, extra: dict) -> None:
             raise DataError(f"{meta_path}: cannot resume: {key} is {old[key]!r} on disk, got {new!r}")
 
 
+def parse_writer(text: str | None) -> tuple[int, int]:
+    """'I/N' -> (I, N); None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--writer {text}: expected I/N with integers, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--writer {text}: need 0 <= I < N")
+    return i, n
+
+
 def run(args) -> int:
+    writer, num_writers = parse_writer(args.writer)
+    if num_writers > 1 and args.shard_size is None:
+        raise ConfigError("--writer needs --shard-size (several writers fill disjoint shards of a sharded store)")
     collect(args.env, args.out, episodes=args.episodes, steps=args.steps, noise=args.noise, epsilon=args.epsilon,
             size=args.size, seed=args.seed, resume=args.resume, env_kwargs=_env_kwargs(args.env_kwargs),
-            progress=not args.no_progress, workers=args.workers)
+            progress=not args.no_progress, workers=args.workers, shard_size=args.shard_size, writer=writer,
+            num_writers=num_writers)
     return 0
 
 
@@ -126,11 +148,14 @@ def _worker_episode(i: int):
 
 def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1, epsilon: float = 0.0,
             size: int = 64, seed: int = 0, resume: bool = False, env_kwargs: dict | None = None,
-            progress: bool = True, workers: int = 1) -> Path:
-    """Collect ``episodes`` expert episodes of ``steps`` frames into the dataset directory ``out``."""
+            progress: bool = True, workers: int = 1, shard_size: int | None = None, writer: int = 0,
+            num_writers: int = 1) -> Path:
+    """Collect ``episodes`` expert episodes of ``steps`` frames into the dataset directory ``out`` (the sharded
+    store with ``shard_size``; ``writer``/``num_writers``: this process's share of its shards)."""
     from tqdm import tqdm
 
-    from ..data.episodes import EpisodeDataset, EpisodeWriter, episode_dir
+    from ..data.episodes import EpisodeDataset
+    from ..data.shards import open_writer
     from ..envs.registry import expand
 
     if episodes < 1 or steps < 2:
@@ -156,12 +181,16 @@ def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1
         _check_resume(out, extra)
     h, w = env.observation_space.shape[:2]
     t0 = time.perf_counter()
-    with EpisodeWriter(out, image_size=(h, w), action_dim=env.action_space.shape[0],
-                       fps=env.metadata.get("render_fps", 10), source=env_name, extra=extra,
-                       resume=resume, seed=seed) as writer:
-        start = writer.num_episodes
-        todo = range(start, episodes)
-        bar = tqdm(total=episodes, initial=start, unit="ep", desc=f"collect {env_name}", disable=not progress)
+    with open_writer(out, image_size=(h, w), action_dim=env.action_space.shape[0],
+                     fps=env.metadata.get("render_fps", 10), source=env_name, extra=extra,
+                     resume=resume, seed=seed, shard_size=shard_size, writer=writer,
+                     num_writers=num_writers) as w:
+        start = w.num_episodes
+        # This process's episodes: all of them, or those of its shards (shard k holds [k*S, (k+1)*S)).
+        todo = [i for i in range(w.next_episode, episodes)
+                if num_writers == 1 or (i // shard_size) % num_writers == writer]
+        bar = tqdm(total=start + len(todo), initial=start, unit="ep", desc=f"collect {env_name}",
+                   disable=not progress)
         if workers == 1 or len(todo) <= 1:
             results = map(maker, todo)
             pool = None
@@ -174,20 +203,24 @@ def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1
             results = pool.imap(_worker_episode, todo, chunksize=WORKER_CHUNKSIZE)
         try:
             for i, ep in results:  # in episode order whatever the worker count
-                assert i == writer.num_episodes, (i, writer.num_episodes)
-                writer.add_episode(ep["frames"], ep["actions"], ep["rewards"], ep["success"], info=ep["info"])
+                assert i == w.next_episode, (i, w.next_episode)
+                w.add_episode(ep["frames"], ep["actions"], ep["rewards"], ep["success"], info=ep["info"])
                 bar.update(1)
         finally:
             bar.close()
             if pool is not None:
                 pool.terminate()
                 pool.join()
-        n = writer.num_episodes
+        n = w.num_episodes
+    if num_writers > 1:
+        print(f"writer {writer}/{num_writers}: collected {n} episodes ({n - start} new) -> {out}")
+        return out
     elapsed = time.perf_counter() - t0
     new_steps = (n - start) * (steps - 1)
     # Success over the whole dataset (resumed parts included): read back the small files.
     ds = EpisodeDataset(out)
-    ok = [bool(np.load(episode_dir(out, i) / "success.npy")[-1]) if ds.has_success else False for i in range(n)]
+    n = len(ds)
+    ok = [bool(ds.rows(i, "success", -1)[0]) if ds.has_success else False for i in range(n)]
     print(f"collected {n} episodes ({n - start} new), {n * steps} frames, "
           f"success {np.mean(ok):.0%} (at the last step), {elapsed:.1f} s "
           f"({new_steps / max(elapsed, 1e-9):.1f} env steps/s, {workers} worker(s)) -> {out}")

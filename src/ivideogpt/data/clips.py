@@ -7,7 +7,11 @@ seeding. Validation items are a fixed list: ``val_clips_per_episode`` evenly spa
 validation episode, never augmented.
 
 Mixtures (the paper mixes 36 datasets with per-dataset weights and frame steps) are lists of
-:class:`MixtureSource`. Actions of sources with fewer dimensions are zero-padded to ``action_dim``.
+:class:`MixtureSource` (``--data`` takes them one by one or from a mixture file, see :mod:`.mixtures`).
+Actions of sources with fewer dimensions are zero-padded to ``action_dim``, and every item carries
+``action_mask`` (1 for the dimensions its source has). ``action_norm="per_source"`` normalises each source's
+actions with that source's own mean/std (padded dimensions stay exactly 0), for mixtures of robots whose action
+spaces differ; the default ``"raw"`` leaves normalisation to the model (one mean/std for the mixture).
 """
 
 from __future__ import annotations
@@ -50,15 +54,31 @@ def as_sources(sources) -> list[MixtureSource]:
     return out
 
 
+ACTION_NORMS = ("raw", "per_source")
+
+
+def source_action_norm(ds: EpisodeDataset) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 [A] of one dataset's stored per-step actions; std 0 (a constant dimension) -> 1."""
+    st = ds.meta["action_stats"]
+    if not st or ds.action_dim == 0:
+        return np.zeros(ds.action_dim, np.float32), np.ones(ds.action_dim, np.float32)
+    std = np.array(st["std"], np.float32)
+    return np.array(st["mean"], np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
 class ClipDataset(torch.utils.data.Dataset):
-    """Items: ``frames`` float32 [T, 3, H, W] in [-1, 1]; ``actions`` float32 [T-1, action_dim] (raw,
-    zero-padded); ``rewards`` float32 [T-1]; ``source``, ``episode``, ``start`` (ints)."""
+    """Items: ``frames`` float32 [T, 3, H, W] in [-1, 1]; ``actions`` float32 [T-1, action_dim] (raw or normalised
+    per source, zero-padded); ``action_mask`` float32 [action_dim]; ``rewards`` float32 [T-1]; ``source``,
+    ``episode``, ``start`` (ints)."""
 
     def __init__(self, sources, clip_len: int, *, split: str = "train", resolution: int | None = None,
                  action_dim: int | None = None, augment: AugmentConfig | None = None, seed: int = 0,
-                 num_samples: int = 10**9, val_clips_per_episode: int = 1):
+                 num_samples: int = 10**9, val_clips_per_episode: int = 1, action_norm: str = "raw"):
         if clip_len < 1:
             raise ConfigError(f"clip_len must be >= 1, got {clip_len}")
+        if action_norm not in ACTION_NORMS:
+            raise ConfigError(f"action_norm must be one of {ACTION_NORMS}, got {action_norm!r}")
+        self.action_norm = action_norm
         self.sources = as_sources(sources)
         self.clip_len, self.split, self.seed = int(clip_len), split, int(seed)
         self.datasets = [s.path_or_dataset for s in self.sources]
@@ -73,6 +93,7 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ConfigError(f"{worst.path}: action_dim {max(dims)} is larger than the model's action_dim "
                               f"{self.action_dim}")
         self.augment = augment if split == "train" else None
+        self.norms = [source_action_norm(d) for d in self.datasets] if action_norm == "per_source" else None
 
         # Episodes per source that fit one clip at that source's frame step (from meta: no reads).
         self.eligible = []
@@ -134,9 +155,15 @@ class ClipDataset(torch.utils.data.Dataset):
             frames = aug.resize(frames, self.size)
         actions = np.zeros((self.clip_len - 1, self.action_dim), np.float32)
         actions[:, : ds.action_dim] = clip["actions"]
+        if self.norms is not None:
+            mean, std = self.norms[src]
+            actions[:, : ds.action_dim] = (clip["actions"] - mean) / std
+        mask = np.zeros(self.action_dim, np.float32)
+        mask[: ds.action_dim] = 1.0
         return {
             "frames": frames,  # may be channels-last strided; collation makes the batch contiguous
             "actions": torch.from_numpy(actions),
+            "action_mask": torch.from_numpy(mask),
             "rewards": torch.from_numpy(clip["rewards"]),
             "source": src,
             "episode": ep,

@@ -49,6 +49,7 @@ from ..errors import DataError
 from ..fileio import atomic_dir, atomic_write_json
 
 FORMAT = "ivideogpt-episodes"
+SHARD_FORMAT = "ivideogpt-shards"  # the sharded store (see .shards), read by the same EpisodeDataset
 VERSION = 1
 META = "meta.json"
 EPISODES = "episodes"
@@ -192,6 +193,45 @@ def _as_float32(x, name: str, want_shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+def check_episode(where: str, image_size, action_dim: int, has_success: bool | None, frames, actions=None,
+                  rewards=None, success=None, info: dict | None = None):
+    """Validate one episode for a writer; return (frames, actions, rewards, success or None, info JSON or None)
+    as the arrays to store. ``has_success``: whether the dataset's episodes have success flags (None: unknown yet)."""
+    frames = np.asarray(frames)
+    h, w = image_size
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3) or len(frames) < 2:
+        raise DataError(
+            f"{where} frames: expected uint8 [T>=2, {h}, {w}, 3], got {frames.dtype} {list(frames.shape)}"
+        )
+    t = len(frames)
+    if actions is None and action_dim == 0:
+        actions = np.zeros((t - 1, 0), np.float32)
+    if actions is None:
+        raise DataError(f"{where} actions: required (action_dim is {action_dim})")
+    actions = _as_float32(actions, f"{where} actions", (t - 1, action_dim))
+    rewards = np.zeros(t - 1, np.float32) if rewards is None else rewards
+    rewards = _as_float32(rewards, f"{where} rewards", (t - 1,))
+    if success is not None:
+        success = np.asarray(success)
+        if success.shape != (t - 1,):
+            raise DataError(f"{where} success: expected shape [{t - 1}], got {list(success.shape)}")
+        success = success.astype(bool)
+    if has_success is not None and (success is not None) != has_success:
+        raise DataError(
+            f"{where} success: the dataset {'has' if has_success else 'has no'} success flags; "
+            f"every episode must {'pass' if has_success else 'omit'} success"
+        )
+    info_json = None
+    if info is not None:
+        if not isinstance(info, dict):
+            raise DataError(f"{where} info: expected a dict, got {type(info).__name__}")
+        try:
+            info_json = json.dumps(info)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{where} info: must be JSON-serialisable ({e})") from None
+    return np.ascontiguousarray(frames), actions, rewards, success, info_json
+
+
 class EpisodeWriter:
     """Append episodes to a dataset directory; a context manager (``close`` on exit).
 
@@ -253,6 +293,11 @@ class EpisodeWriter:
     def num_episodes(self) -> int:
         return self.meta["num_episodes"]
 
+    @property
+    def next_episode(self) -> int:
+        """The index the next ``add_episode`` gets (as :attr:`ShardWriter.next_episode`)."""
+        return self.meta["num_episodes"]
+
     def _recover(self) -> None:
         """Delete leftover temporary dirs; count episodes renamed into place but missing from meta."""
         ep_root = self.path / EPISODES
@@ -310,40 +355,11 @@ class EpisodeWriter:
             raise RuntimeError("EpisodeWriter is closed")
         m = self.meta
         i = m["num_episodes"]
-        where = f"episode {i}"
-        frames = np.asarray(frames)
-        h, w = m["image_size"]
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3) or len(frames) < 2:
-            raise DataError(
-                f"{where} frames: expected uint8 [T>=2, {h}, {w}, 3], got {frames.dtype} {list(frames.shape)}"
-            )
-        t = len(frames)
-        a_dim = m["action_dim"]
-        if actions is None and a_dim == 0:
-            actions = np.zeros((t - 1, 0), np.float32)
-        if actions is None:
-            raise DataError(f"{where} actions: required (action_dim is {a_dim})")
-        actions = _as_float32(actions, f"{where} actions", (t - 1, a_dim))
-        rewards = np.zeros(t - 1, np.float32) if rewards is None else rewards
-        rewards = _as_float32(rewards, f"{where} rewards", (t - 1,))
-        if success is not None:
-            success = np.asarray(success)
-            if success.shape != (t - 1,):
-                raise DataError(f"{where} success: expected shape [{t - 1}], got {list(success.shape)}")
-            success = success.astype(bool)
+        frames, actions, rewards, success, info_json = check_episode(
+            f"episode {i}", m["image_size"], m["action_dim"], m["has_success"], frames, actions, rewards, success,
+            info)
         has_success = success is not None
-        if m["has_success"] is not None and has_success != m["has_success"]:
-            raise DataError(
-                f"{where} success: the dataset {'has' if m['has_success'] else 'has no'} success flags; "
-                f"every episode must {'pass' if m['has_success'] else 'omit'} success"
-            )
-        if info is not None:
-            if not isinstance(info, dict):
-                raise DataError(f"{where} info: expected a dict, got {type(info).__name__}")
-            try:
-                info_json = json.dumps(info)
-            except (TypeError, ValueError) as e:
-                raise DataError(f"{where} info: must be JSON-serialisable ({e})") from None
+        t = len(frames)
         with atomic_dir(episode_dir(self.path, i)) as tmp:
             _save_npy(tmp / "frames.npy", np.ascontiguousarray(frames))
             _save_npy(tmp / "actions.npy", actions)
@@ -419,21 +435,35 @@ def _read_meta(root: Path) -> dict:
 
 
 class EpisodeDataset:
-    """Read an episode directory. Construction reads only ``meta.json`` and checks the episode dirs
-    exist; an episode's files are validated from their .npy headers the first time it is used."""
+    """Read an episode dataset in either format: a directory of episode directories (this module) or a
+    sharded store (:mod:`.shards`), told apart by ``meta.json``'s ``format``. Construction reads only the
+    metadata (and the shard indexes); an episode's files are validated from their .npy headers the first
+    time it is used (a shard's size against its index at open; its checksum by :meth:`validate`)."""
 
     def __init__(self, path):
         self.path = Path(path)
-        self.meta = _read_meta(self.path)
+        self._shards = None
+        if (self.path / META).exists() and _read_json_object(self.path / META).get("format") == SHARD_FORMAT:
+            from .shards import ShardIndex
+
+            self._shards = ShardIndex(self.path)
+            self.meta = self._shards.meta
+        else:
+            self.meta = _read_meta(self.path)
         self.image_size = tuple(self.meta["image_size"])
         self.action_dim = int(self.meta["action_dim"])
         self.has_success = bool(self.meta["has_success"])
         self._lengths = [int(t) for t in self.meta["episode_lengths"]]
-        for i in range(len(self._lengths)):
-            if not episode_dir(self.path, i).is_dir():
-                raise DataError(f"{episode_dir(self.path, i)}: episode directory missing "
-                                f"({self.path / META} lists {len(self._lengths)} episodes)")
+        if self._shards is None:
+            for i in range(len(self._lengths)):
+                if not episode_dir(self.path, i).is_dir():
+                    raise DataError(f"{episode_dir(self.path, i)}: episode directory missing "
+                                    f"({self.path / META} lists {len(self._lengths)} episodes)")
         self._headers: dict[int, dict] = {}
+
+    @property
+    def sharded(self) -> bool:
+        return self._shards is not None
 
     def __len__(self) -> int:
         return len(self._lengths)
@@ -450,8 +480,12 @@ class EpisodeDataset:
         return self._lengths[self._index(i)]
 
     def validate(self) -> None:
-        """Check every episode's files (headers and sizes only, no frame data read): DataError on the first
-        missing, truncated or wrong-shape file."""
+        """Check every episode's files (headers and sizes only, no frame data read) or, for a sharded store,
+        every shard's size and checksum (reads every byte): DataError on the first missing, truncated, corrupt
+        or wrong-shape file."""
+        if self._shards is not None:
+            self._shards.verify()
+            return
         for i in range(len(self)):
             self._validated(i)
 
@@ -469,6 +503,8 @@ class EpisodeDataset:
 
     def _validated(self, i: int) -> dict:
         i = self._index(i)
+        if self._shards is not None:  # computed from the index each time: nothing cached per episode
+            return self._shards.headers(i)
         if i not in self._headers:
             d = episode_dir(self.path, i)
             t, headers = validate_episode_files(d, self.image_size, self.action_dim, self.has_success)
@@ -479,7 +515,15 @@ class EpisodeDataset:
         return self._headers[i]
 
     def _path(self, i: int, name: str) -> Path:
+        if self._shards is not None:
+            return self._shards.data_path(self._index(i))
         return episode_dir(self.path, self._index(i)) / f"{name}.npy"
+
+    def rows(self, i: int, name: str, start: int | None = 0, stop: int | None = None) -> np.ndarray:
+        """Rows [start:stop] of episode i's ``frames``, ``actions``, ``rewards`` or ``success`` (reads only those)."""
+        if name not in ("frames", "actions", "rewards", "success") or (name == "success" and not self.has_success):
+            raise KeyError(f"episode array {name!r} not in this dataset")
+        return self._rows(i, name, start, stop)
 
     def _mmap(self, i: int, name: str) -> np.ndarray:
         shape, dtype, offset = self._validated(i)[name]

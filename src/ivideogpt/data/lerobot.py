@@ -282,11 +282,11 @@ class _SequentialVideo:
 
 
 def import_lerobot(src, out, cfg: LeRobotImportConfig | None = None, *, resume: bool = False,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, shard_size: int | None = None) -> Path:
     """Write every episode of the LeRobot dataset ``src`` into the episode dataset ``out``."""
     from tqdm import tqdm
 
-    from .episodes import EpisodeWriter
+    from .shards import open_writer
 
     reader = LeRobotReader(src, cfg)
     if not reader.episodes:
@@ -295,8 +295,8 @@ def import_lerobot(src, out, cfg: LeRobotImportConfig | None = None, *, resume: 
     extra = {"importer": "lerobot", "src": str(Path(src).resolve()), "codebase_version": reader.version,
              "camera": reader.camera, "action_key": reader.cfg.action_key, "reward_key": reader.reward_key,
              "size": reader.cfg.size}
-    with EpisodeWriter(out, image_size=first["frames"].shape[1:3], action_dim=reader.action_dim, fps=reader.fps,
-                       source=f"lerobot:{Path(src).name}", extra=extra, resume=resume) as writer:
+    with open_writer(out, image_size=first["frames"].shape[1:3], action_dim=reader.action_dim, fps=reader.fps,
+                     source=f"lerobot:{Path(src).name}", extra=extra, resume=resume, shard_size=shard_size) as writer:
         start = writer.num_episodes
         for k, ref in enumerate(tqdm(reader.episodes[start:], unit="ep", desc="import lerobot",
                                      disable=not progress)):

@@ -89,13 +89,13 @@ def load_video(path: Path, cfg: VideoImportConfig) -> np.ndarray:
 
 
 def import_videos(src, out, cfg: VideoImportConfig | None = None, *, resume: bool = False,
-                  progress: bool = True, fps: float | None = None) -> Path:
+                  progress: bool = True, fps: float | None = None, shard_size: int | None = None) -> Path:
     """Write every video under ``src`` as one action-free episode of the dataset ``out``."""
     import warnings
 
     from tqdm import tqdm
 
-    from .episodes import EpisodeWriter
+    from .shards import open_writer
 
     cfg = cfg or VideoImportConfig()
     if cfg.frame_step < 1 or (cfg.size is not None and cfg.size < 8):
@@ -109,8 +109,8 @@ def import_videos(src, out, cfg: VideoImportConfig | None = None, *, resume: boo
     if fps is None:
         fps = _video_fps(videos[0]) / cfg.frame_step
     extra = {"importer": "video", "src": str(src.resolve()), "frame_step": cfg.frame_step, "size": cfg.size}
-    with EpisodeWriter(out, image_size=first.shape[1:3], action_dim=0, fps=fps, source=f"video:{src.name}",
-                       extra=extra, resume=resume) as writer:
+    with open_writer(out, image_size=first.shape[1:3], action_dim=0, fps=fps, source=f"video:{src.name}",
+                     extra=extra, resume=resume, shard_size=shard_size) as writer:
         done = {info.get("source") for info in writer.meta.get("episode_info", [])}
         for path in tqdm(videos, unit="video", desc="import videos", disable=not progress):
             rel = str(path.relative_to(root))

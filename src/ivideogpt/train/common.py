@@ -14,7 +14,8 @@ from .config import TrainConfig
 def add_common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--preset", default="tiny-cpu", help=f"{kind} preset name (configs/{kind}/) or a YAML path")
     p.add_argument("--data", action="append", required=True, metavar="DIR[,weight=W][,step=S]",
-                   help="episode dataset; repeat to train on a mixture with per-dataset weight and frame step")
+                   help="episode dataset (either format); repeat to train on a mixture with per-dataset weight and "
+                        "frame step; or a mixture file/preset: MIX.yaml or oxe, with ,root=DIR")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, samples/)")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops, saves and reports")
@@ -25,26 +26,37 @@ def add_common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def parse_sources(items: list[str]):
-    """``DIR[,weight=W][,step=S]`` strings -> MixtureSource list."""
+    """``DIR[,weight=W][,step=S]`` or ``MIXTURE[,root=DIR][,weight=W]`` strings -> MixtureSource list. A mixture
+    (a .yaml file or a preset name such as ``oxe``) expands to its datasets; its weight scales theirs."""
     from ..data.clips import MixtureSource
+    from ..data.mixtures import is_mixture, load_mixture
 
     sources = []
     for item in items:
         parts = item.split(",")
-        kw = {}
+        mixture = is_mixture(parts[0])
+        kw, root = {}, None
         for extra in parts[1:]:
             if "=" not in extra:
                 raise ConfigError(f"--data {item}: expected DIR[,weight=W][,step=S], got '{extra}'")
             k, v = extra.split("=", 1)
+            if k == "root" and mixture:
+                root = v
+                continue
             try:
                 if k == "weight":
                     kw["weight"] = float(v)
-                elif k == "step":
+                elif k == "step" and not mixture:
                     kw["frame_step"] = int(v)
                 else:
-                    raise ConfigError(f"--data {item}: unknown option '{k}' (weight, step)")
+                    raise ConfigError(f"--data {item}: unknown option '{k}' "
+                                      f"({'root, weight' if mixture else 'weight, step'})")
             except ValueError:
                 raise ConfigError(f"--data {item}: '{k}' needs a number, got '{v}'") from None
+        if mixture:
+            scale = kw.get("weight", 1.0)
+            sources += [MixtureSource(str(d), w * scale, s) for d, w, s in load_mixture(parts[0], root)]
+            continue
         if not Path(parts[0]).exists():
             raise ConfigError(f"--data {parts[0]}: no such dataset directory")
         sources.append(MixtureSource(parts[0], **kw))

@@ -34,6 +34,10 @@ class TrainConfig:
     # data
     clip_len: int = 8
     frame_step: int = 1
+    # "raw": the model normalises actions with the mixture's mean/std (one dataset: its own). "per_source": each
+    # dataset's actions are normalised with its own statistics and padded dims stay 0 (mixed action spaces,
+    # e.g. the OXE mixture); the model's action_mean/std are then 0/1.
+    action_norm: Literal["raw", "per_source"] = "raw"
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     # bookkeeping
     log_every: int = 10

@@ -176,6 +176,8 @@ class TransformerTask:
             mc["action_dim"] = len(stats["action_mean"])
             mc["action_mean"] = [float(v) for v in stats["action_mean"]]
             mc["action_std"] = [float(v) for v in stats["action_std"]]
+            if cfg.action_norm == "per_source":  # the clips arrive normalised per dataset
+                mc["action_mean"], mc["action_std"] = [0.0] * mc["action_dim"], [1.0] * mc["action_dim"]
         else:
             mc.update(action_dim=0, action_mean=[], action_std=[])
         mc["use_reward"] = bool(cfg.use_rewards)
@@ -230,7 +232,7 @@ class TransformerTask:
 
         tok = self.trainable().wm.tokenizer
         return ClipDataset(self.sources, self.cfg.clip_len, split=split, resolution=tok.config.resolution,
-                           seed=self.cfg.seed)
+                           seed=self.cfg.seed, action_norm=self.cfg.action_norm)
 
     def train_dataset(self):
         cfg = self.cfg
@@ -265,6 +267,8 @@ class TransformerTask:
         h.update(repr([(str(d.path), d.meta["num_episodes"], s.frame_step) for d, s in
                        zip(clips.datasets, clips.sources)]).encode())
         h.update(repr((clips.clip_len, self.cfg.goal_conditioned, self.cfg.token_cache_stride)).encode())
+        if self.cfg.action_norm != "raw":  # (kept out of the key when raw, so existing caches stay valid)
+            h.update(self.cfg.action_norm.encode())
         return h.hexdigest()
 
     def val_dataset(self):
