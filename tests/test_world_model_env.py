@@ -169,7 +169,7 @@ def test_env_errors(tmp_path, data32):
     with pytest.raises(ValueError, match=r"action: expected shape \[2\]"):
         env.step(np.zeros(3, np.float32))
     with pytest.raises(ConfigError, match="horizon"):
-        WorldModelEnv(wm, horizon=HORIZON + 1)
+        WorldModelEnv(wm, horizon=0)
     big = collect("pusher", tmp_path / "pusher64", episodes=2, steps=4, progress=False)
     with pytest.raises(DataError, match="frames are"):
         WorldModelEnv(wm, big)
