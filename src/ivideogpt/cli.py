@@ -24,6 +24,7 @@ COMMANDS = [
     ("mbrl", "mbrl", "model-based RL: MBPO with DrQ-v2 and the world model"),
     ("drqv2", "drqv2", "model-free DrQ-v2 baseline"),
     ("demo", "demo", "the end-to-end demo: collect, train, roll out, report"),
+    ("play", "play", "play a world model in the browser: keys in, predicted frames out, the simulator beside it"),
 ]
 TRAIN_COMMANDS = [
     ("tokenizer", "train_tokenizer", "train the compressive VQ tokenizer"),
