@@ -71,6 +71,7 @@ class Playground:
         ok = [i for i in range(len(self.data)) if self.data.length(i) >= self.context]
         held_out = sorted(set(self.data.split(split)) & set(ok))
         self.episodes, self.split = (held_out, split) if held_out else (ok, "all")
+        self.playable = set(ok)  # a chosen episode may be any long enough one; random ones are held out
         if not self.episodes:
             raise DataError(f"{self.data.path}: no episode has the {self.context} frames a context needs")
         self.max_sessions = int(max_sessions)
@@ -137,9 +138,9 @@ class Session:
         episode = msg.get("episode")
         if episode is None:
             episode = pg.episodes[int(self.rng.integers(len(pg.episodes)))]
-        elif not _is_int(episode) or episode not in pg.episodes:
-            raise PlayError(f"episode: expected one of the {len(pg.episodes)} {pg.split} episodes "
-                            f"({pg.episodes[0]}..{pg.episodes[-1]}), got {episode!r}")
+        elif not _is_int(episode) or episode not in pg.playable:
+            raise PlayError(f"episode: expected an episode index of {pg.data.path} with at least {pg.context} "
+                            f"frames (0..{len(pg.data) - 1}), got {episode!r}")
         seed = msg.get("seed")
         if seed is None:
             seed = int(self.rng.integers(2**31))
