@@ -126,7 +126,7 @@ def test_ground_truth_is_refused_when_the_simulator_does_not_reproduce_the_data(
 def server(wm, data):
     from ivideogpt.serve.app import start_in_thread
 
-    url, stop = start_in_thread(Playground(wm, data, max_sessions=3))
+    url, stop = start_in_thread(Playground(wm, data, max_sessions=3, threads=1))
     yield url
     stop()
 

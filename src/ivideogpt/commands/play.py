@@ -33,7 +33,6 @@ def run(args) -> int:
     import webbrowser
     from pathlib import Path
 
-    import torch
     import uvicorn
 
     from ..errors import ConfigError
@@ -48,8 +47,6 @@ def run(args) -> int:
                   "or pass --model RUN_OR_MODEL_DIR --data DATASET", file=sys.stderr)
             return 2
         model = DEMO_MODEL
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data = args.data
     if data is None:
         run_json = Path(model) / "run.json"
@@ -58,7 +55,8 @@ def run(args) -> int:
             raise ConfigError(f"--data: {model} does not say which dataset it was trained on; pass --data DIR")
         data = trained_on[0]
     wm = WorldModel.from_pretrained(model)
-    pg = Playground(wm, data, context=args.context, max_sessions=args.max_sessions, env=args.env)
+    pg = Playground(wm, data, context=args.context, max_sessions=args.max_sessions, env=args.env,
+                    threads=args.threads)
     try:
         sock = bind(args.host, args.port)
     except OSError as e:

@@ -25,6 +25,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 
 from ..data.episodes import EpisodeDataset
 from ..errors import ConfigError, DataError
@@ -50,8 +51,10 @@ class Playground:
     """The shared part: the world model, its dataset of contexts, the session count and the model lock."""
 
     def __init__(self, world_model, data=None, *, context: int | None = None, max_sessions: int = 4,
-                 split: str = "val", env: str | None = None):
+                 split: str = "val", env: str | None = None, threads: int | None = None):
         self.wm, self.env = world_model.eval(), env
+        # Torch's thread count is per OS thread: set where the model runs (the server's worker thread).
+        self.threads = threads
         self.resolution = int(self.wm.tokenizer.config.resolution)
         t0 = self.wm.context_frames
         self.context = int(context) if context is not None else min(max(2, t0), t0 + self.wm.max_steps - 1)
@@ -115,6 +118,8 @@ class Session:
     # ---------------------------------------------------------------------------------------- messages
     def handle(self, text: str) -> dict:
         """One message in, one reply out; a bad message gives an "error" reply and changes nothing."""
+        if self.pg.threads and torch.get_num_threads() != self.pg.threads:
+            torch.set_num_threads(self.pg.threads)
         try:
             if len(text) > MAX_MESSAGE:
                 raise PlayError(f"message too long ({len(text)} bytes, at most {MAX_MESSAGE})")
