@@ -234,3 +234,15 @@ def test_play_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, capsys)
     assert main(["play", "--no-browser"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "make demo" in err[0]
+
+
+def test_latency_benchmark_measures_through_the_websocket(server):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "play_latency.py"
+    spec = importlib.util.spec_from_file_location("bench_play_latency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.measure(server, 2, steps=2, warmup=1)
+    assert r["sessions"] == 2 and r["steps_per_s"] > 0 and r["lat_median"] >= r["model_median"] > 0
