@@ -152,8 +152,7 @@ def test_observed_frames_continue_the_rollout(variant):
     frames, _ = wm.rollout(seen, acts[:, 1:3], context_actions=acts[:, :1], temperature=0.0)
     assert frames.shape[1] == 2 and wm._state["steps"] == 3
     wm.step(acts[:, 3])
-    with pytest.raises(ValueError, match="at most 4 frames"):
-        wm.step(acts[:, 3])
+    assert wm._state["steps"] == wm.max_steps  # the cache is full: the next step re-anchors (test_long_play_...)
 
     state = wm.tokenizer.encode_context_state(to_model(ctx))
     fut = torch.cat([wm.tokenizer.encode_future(to_model(obs), state), torch.stack(ids[:2], dim=1)], dim=1)
@@ -334,16 +333,33 @@ def test_samples_encode_each_context_once(variant):
             wm.rollout(ctx, acts, samples=bad)
 
 
-def test_max_steps_limit():
+@pytest.mark.parametrize("samples", [1, 2])
+def test_long_play_reanchors_past_max_steps(samples):
+    """3 x max_steps steps from one reset: each time the KV cache is full the model continues from its own latest
+    frames, and the step after a re-anchor is exactly a fresh rollout from those frames (as context + observed
+    frames with their actions) with the generator in the same state."""
     wm = micro_world_model()
-    ctx = context()
-    assert wm.max_steps == 4
-    wm.reset(ctx, seed=0)
-    for _ in range(wm.max_steps):
-        wm.step(np.zeros((2, 2), np.float32))
-    with pytest.raises(ValueError, match=f"at most {wm.max_steps} frames"):
-        wm.step(np.zeros((2, 2), np.float32))
-    with pytest.raises(ValueError, match=f"at most {wm.max_steps} frames"):
-        wm.rollout(ctx, actions(k=wm.max_steps + 1), seed=0)
-    wm.reset(ctx, seed=0)  # a new reset starts over
-    assert wm.step(np.zeros((2, 2), np.float32)).frames.shape == (2, RES, RES, 3)
+    ctx = context(2)
+    k = 3 * wm.max_steps
+    acts = actions(2 * samples, k, seed=3)
+    wm.reset(ctx, seed=0, samples=samples)
+    keep = wm.context_frames + wm.max_steps // 2
+    frames, anchors = [], []
+    for i in range(k):
+        if wm._state["steps"] == wm.max_steps:  # this step re-anchors: what a fresh rollout would start from
+            window = np.concatenate([ctx.repeat(samples, 0), *[f[:, None] for f in frames]], 1)[:, -keep:]
+            gen = wm._state["generator"].get_state()
+            anchors.append((i, window, acts[:, i - (keep - T0):i], gen))
+        frames.append(wm.step(acts[:, i]).frames)
+    assert len(frames) == k and frames[-1].shape == (2 * samples, RES, RES, 3)
+    assert len(anchors) == 1 + (k - wm.max_steps - 1) // (wm.max_steps - (keep - T0))
+    for i, window, observed_acts, gen in anchors:
+        g = torch.Generator().set_state(gen)
+        fresh, _ = wm.rollout(window, acts[:, i:i + 1], context_actions=observed_acts, generator=g)
+        np.testing.assert_array_equal(fresh[:, 0], frames[i])
+    # rollout() goes past max_steps the same way, and still equals reset() + step() bit for bit.
+    rolled, rewards = wm.rollout(ctx, acts, seed=0, samples=samples)
+    np.testing.assert_array_equal(rolled, np.stack(frames, 1))
+    assert rewards.shape == (2 * samples, k) and np.isfinite(rewards).all()
+    # The window kept for re-anchoring is bounded, not the whole session.
+    assert len(wm._state["frames"]) == keep and len(wm._state["actions"]) == keep

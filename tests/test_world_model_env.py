@@ -169,7 +169,7 @@ def test_env_errors(tmp_path, data32):
     with pytest.raises(ValueError, match=r"action: expected shape \[2\]"):
         env.step(np.zeros(3, np.float32))
     with pytest.raises(ConfigError, match="horizon"):
-        WorldModelEnv(wm, horizon=HORIZON + 1)
+        WorldModelEnv(wm, horizon=0)
     big = collect("pusher", tmp_path / "pusher64", episodes=2, steps=4, progress=False)
     with pytest.raises(DataError, match="frames are"):
         WorldModelEnv(wm, big)
@@ -294,3 +294,25 @@ def test_vector_env_errors():
         WorldModelVectorEnv(micro_world_model(), autoreset_mode="sometimes")
     with pytest.raises(ConfigError, match="num_envs"):
         WorldModelVectorEnv(micro_world_model(), num_envs=0)
+
+
+def test_horizon_past_max_steps_reanchors_and_shared_envs_stay_apart():
+    """An episode longer than the KV cache: WorldModel re-anchors inside step(); two envs sharing the model,
+    stepped in turn, each give the frames of their own rollout (the re-anchor keeps each env's state its own)."""
+    wm = micro_world_model()
+    k = 3 * HORIZON
+    envs = [WorldModelEnv(wm, horizon=k) for _ in range(2)]
+    ctxs = [context(seed=s) for s in (0, 1)]
+    acts = np.random.default_rng(2).normal(size=(2, k, 2)).astype(np.float32)
+    for env, ctx in zip(envs, ctxs):
+        env.reset(seed=7, options={"context_frames": ctx})
+    got = [[], []]
+    for i in range(k):
+        for j, env in enumerate(envs):
+            obs, _, _, truncated, _ = env.step(acts[j, i])
+            got[j].append(obs)
+    assert truncated
+    for j in range(len(envs)):
+        alone = WorldModelEnv(wm, horizon=k)
+        alone.reset(seed=7, options={"context_frames": ctxs[j]})
+        np.testing.assert_array_equal(np.stack(got[j]), run(alone, acts[j])[0])

@@ -26,6 +26,7 @@ COMMANDS = [
     ("drqv2", "drqv2", "model-free DrQ-v2 baseline"),
     ("demo", "demo", "the end-to-end demo: collect, train, roll out, report"),
     ("convert", "convert", "convert a reference (thuml/iVideoGPT) release into a world-model directory"),
+    ("play", "play", "play a world model in the browser: keys in, predicted frames out, the simulator beside it"),
 ]
 TRAIN_COMMANDS = [
     ("tokenizer", "train_tokenizer", "train the compressive VQ tokenizer"),

@@ -126,7 +126,8 @@ class WorldModel(torch.nn.Module):
 
     @property
     def max_steps(self) -> int:
-        """How many frames one reset can roll out (the KV cache is sized for max_frames)."""
+        """How many frames the KV cache holds after the context (max_frames - T0); step() goes on past it by
+        re-anchoring on the latest frames (see _reanchor)."""
         return self.transformer.config.max_frames - self.transformer.config.context_frames
 
     # ------------------------------------------------------------------------------------ validation
@@ -211,10 +212,36 @@ class WorldModel(torch.nn.Module):
         self.transformer.prefill(tokens, cache, ca)
         if samples > 1:
             cache, ctx = cache.repeat_interleave(samples), ctx.expand(samples)
+        rows = lambda t: t.to(self.device).repeat_interleave(samples, 0)  # noqa: E731
         self._state = {"ctx": ctx, "cache": cache, "generator": generator, "steps": extra,
                        "batch": x.shape[0] * samples,
                        "temperature": temperature, "top_k": top_k,
-                       "numpy": not isinstance(context_frames, torch.Tensor)}
+                       "numpy": not isinstance(context_frames, torch.Tensor),
+                       # For _reanchor: the latest frames (uint8 [B*S, H, W, 3] each), the action that led to
+                       # each one (None for the first T0), and the goal.
+                       "frames": list(rows(x).unbind(1)),
+                       "actions": [None] * t0 + (list(rows(ca).unbind(1)) if ca is not None else [None] * extra),
+                       "goal": None if goal is None else rows(self._frames_in(goal, "goal", ndim=4))}
+
+    @property
+    def _anchor_frames(self) -> int:
+        return self.context_frames + self.max_steps // 2
+
+    @torch.no_grad()
+    def _reanchor(self) -> None:
+        """Long play: the KV cache holds max_frames, so when it is full the rollout starts over from its own
+        latest frames -- the last T0 + max_steps // 2 of them, the first T0 as context and the rest as observed
+        frames with the actions that led to them -- with the same generator and sampling settings. The next
+        step is then exactly that of a fresh ``rollout(those frames, context_actions=..., generator=...)``."""
+        s, keep = self._state, self._anchor_frames
+        frames, acts = s["frames"][-keep:], s["actions"][-keep:][self.context_frames:]
+        ca = torch.stack(acts, 1) if acts and acts[0] is not None else None
+        numpy = s["numpy"]
+        self.reset(torch.stack(frames, 1), s["goal"], context_actions=ca, temperature=s["temperature"],
+                   top_k=s["top_k"], generator=s["generator"])
+        new, self._state = self._state, s  # in place: envs sharing this model hold this dict (world_model_env)
+        s.clear()
+        s.update(new, numpy=numpy)
 
     @torch.no_grad()
     def _step_ids(self, actions: torch.Tensor | None):
@@ -222,11 +249,11 @@ class WorldModel(torch.nn.Module):
         if s is None:
             raise RuntimeError("call reset(context_frames) before step()")
         if s["steps"] >= self.max_steps:
-            raise ValueError(f"this model rolls out at most {self.max_steps} frames per reset "
-                             f"(transformer max_frames = {self.transformer.config.max_frames}); call reset() again")
+            self._reanchor()
         ids, reward = self.transformer.generate_frame(s["cache"], actions, temperature=s["temperature"],
                                                       top_k=s["top_k"], generator=s["generator"])
         s["steps"] += 1
+        s["actions"] = _last(s["actions"], self._anchor_frames - 1) + [actions]  # _decode adds its frame
         return ids, reward
 
     def _out(self, x: torch.Tensor | None):
@@ -250,7 +277,9 @@ class WorldModel(torch.nn.Module):
         """One frame's future ids [B, n] -> uint8 [B, H, W, 3]. A previous-frame tokenizer's next frame is decoded
         against this one: the state moves on."""
         frame, self._state["ctx"] = self.tokenizer.decode_step(ids, self._state["ctx"])
-        return to_uint8(frame)
+        frame = to_uint8(frame)
+        self._state["frames"] = _last(self._state["frames"], self._anchor_frames - 1) + [frame]  # for _reanchor
+        return frame
 
     @torch.no_grad()
     def rollout(self, context_frames, actions=None, *, horizon: int | None = None, goal=None, context_actions=None,
@@ -285,6 +314,10 @@ class WorldModel(torch.nn.Module):
         frames = torch.stack(frames, dim=1)
         rew = torch.stack(rewards, dim=1) if rewards and rewards[0] is not None else None
         return self._out(frames), self._out(rew)
+
+
+def _last(items: list, n: int) -> list:
+    return items[len(items) - n:] if len(items) > n else items
 
 
 def _samples_in(samples) -> int:

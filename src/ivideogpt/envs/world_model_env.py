@@ -3,8 +3,9 @@
 ``reset`` starts from real context frames -- drawn from an episode dataset, or given in
 ``options["context_frames"]`` -- and every ``step`` is one interactive world-model step: the action goes
 in, the predicted frame (the observation) and the predicted reward come out. Episodes never terminate
-(the model has no notion of failure); they are truncated after ``horizon`` steps, at most what the
-transformer's KV cache holds (``world_model.max_steps``).
+(the model has no notion of failure); they are truncated after ``horizon`` steps (default: what the
+transformer's KV cache holds, ``world_model.max_steps``; a longer horizon continues from the model's latest
+frames, see ``WorldModel._reanchor``).
 
 Seeding: ``reset(seed=s)`` seeds the env's ``np_random`` (which episode/start is drawn) and, from it, the
 world model's sampling generator, so ``reset(seed=s)`` plus the same actions reproduces the same frames.
@@ -93,8 +94,9 @@ def _spaces(wm: WorldModel, contexts: _Contexts | None) -> tuple[spaces.Box, spa
 def _horizon(horizon: int | None, wm: WorldModel) -> int:
     if horizon is None:
         return wm.max_steps
-    if not 1 <= int(horizon) <= wm.max_steps:
-        raise ConfigError(f"horizon: expected 1..{wm.max_steps} (the world model's max_steps), got {horizon}")
+    if int(horizon) < 1:
+        raise ConfigError(f"horizon: expected >= 1 (past the world model's max_steps = {wm.max_steps} it "
+                          f"re-anchors on its latest frames), got {horizon}")
     return int(horizon)
 
 

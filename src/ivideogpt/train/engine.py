@@ -231,8 +231,14 @@ class Trainer:
 
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=step, disable=not (self.is_main and self.progress),
-                   desc=f"train {self.task.name}", dynamic_ncols=True)
+        # Under a time budget the run stops when the budget is spent, usually long before max_steps: the bar
+        # then counts seconds of the budget, so its ETA is the real one, and shows the step beside them.
+        timed = cfg.max_minutes is not None
+        bar = tqdm(total=cfg.max_minutes * 60 if timed else cfg.max_steps,
+                   initial=min(elapsed0, cfg.max_minutes * 60) if timed else step,
+                   disable=not (self.is_main and self.progress), desc=f"train {self.task.name}", dynamic_ncols=True,
+                   bar_format=("{l_bar}{bar}| {elapsed} of the " + f"{cfg.max_minutes:g} min" + " budget, "
+                               "{remaining} left{postfix}") if timed else None)
         # The clock of a --minutes budget continues from the checkpoint: a resumed run counts the training time
         # before it (the time a killed run spent past its last checkpoint is lost, that work is redone).
         t0 = self._t0 = time.time() - elapsed0
@@ -277,8 +283,8 @@ class Trainer:
             step += 1
             logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
             self._last_logs = logs
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+            bar.update(min(bar.total, time.time() - t0) - bar.n if timed else 1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", **({"step": step} if timed else {}))
             if self.is_main and (step % cfg.log_every == 0 or step == 1):
                 self._write_metrics({"step": step, "lr": scheduler.get_last_lr()[0],
                                      "elapsed_s": round(time.time() - t0, 2), **logs})
