@@ -16,6 +16,7 @@ from ivideogpt.errors import ConfigError
 from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.tokenizer import Tokenizer, TokenizerConfig
 from test_tokenizer import SMALL
+from test_world_model import record_generated_ids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,17 +108,9 @@ def test_rollout_equals_step_by_step_and_decode_future(decoder_context):
     rng = np.random.default_rng(0)
     ctx = rng.integers(0, 256, (2, 1, RES, RES, 3), dtype=np.uint8)
     acts = rng.normal(size=(2, 4, 2)).astype(np.float32)
-    ids = []
-    gen = wm.transformer.generate_frame
-
-    def record(*a, **k):
-        out = gen(*a, **k)
-        ids.append(out[0])
-        return out
-
-    wm.transformer.generate_frame = record
+    ids = record_generated_ids(wm)
     frames_, rewards = wm.rollout(ctx, acts, seed=5)
-    wm.transformer.generate_frame = gen
+    ids = list(ids)  # the rollout's; step() below records its own after them
     wm.reset(ctx, seed=5)
     steps = [wm.step(acts[:, i]) for i in range(4)]
     np.testing.assert_array_equal(frames_, np.stack([s.frames for s in steps], 1))
