@@ -401,6 +401,19 @@ def _read_json_object(path: Path) -> dict:
     return obj
 
 
+def _read_meta_header(path: Path, required, fmt: str) -> dict:
+    """A dataset's ``meta.json`` with its required fields, format and version checked (both on-disk formats)."""
+    meta = _read_json_object(path)
+    missing = [f for f in required if f not in meta]
+    if missing:
+        raise DataError(f"{path}: missing field(s) {missing}")
+    if meta["format"] != fmt:
+        raise DataError(f"{path}: format is {meta['format']!r}, expected {fmt!r}")
+    if meta["version"] != VERSION:
+        raise DataError(f"{path}: version {meta['version']!r} is not supported (this reader: {VERSION})")
+    return meta
+
+
 def _read_info(d: Path) -> dict:
     """An episode directory's ``info.json`` ({} when it has none)."""
     path = d / INFO
@@ -412,14 +425,7 @@ def _read_meta(root: Path) -> dict:
     if not path.exists():
         hint = "" if root.exists() else f" ({root} does not exist)"
         raise DataError(f"{path}: not found{hint}; expected an episode dataset directory")
-    meta = _read_json_object(path)
-    missing = [f for f in REQUIRED_FIELDS if f not in meta]
-    if missing:
-        raise DataError(f"{path}: missing field(s) {missing}")
-    if meta["format"] != FORMAT:
-        raise DataError(f"{path}: format is {meta['format']!r}, expected {FORMAT!r}")
-    if meta["version"] != VERSION:
-        raise DataError(f"{path}: version {meta['version']!r} is not supported (this reader: {VERSION})")
+    meta = _read_meta_header(path, REQUIRED_FIELDS, FORMAT)
     lengths = meta["episode_lengths"]
     if not isinstance(lengths, list) or len(lengths) != meta["num_episodes"]:
         raise DataError(f"{path}: episode_lengths has {len(lengths)} entries, num_episodes is "

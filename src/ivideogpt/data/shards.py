@@ -58,6 +58,7 @@ from .episodes import (
     _merge_state,
     _public_stats,
     _read_json_object,
+    _read_meta_header,
     assign_splits,
     check_episode,
     split_key,
@@ -129,14 +130,7 @@ def file_crc32(path: Path) -> int:
 
 def _read_constants(root: Path) -> dict:
     path = root / META
-    meta = _read_json_object(path)
-    missing = [f for f in CONST_FIELDS if f not in meta]
-    if missing:
-        raise DataError(f"{path}: missing field(s) {missing}")
-    if meta["format"] != SHARD_FORMAT:
-        raise DataError(f"{path}: format is {meta['format']!r}, expected {SHARD_FORMAT!r}")
-    if meta["version"] != VERSION:
-        raise DataError(f"{path}: version {meta['version']!r} is not supported (this reader: {VERSION})")
+    meta = _read_meta_header(path, CONST_FIELDS, SHARD_FORMAT)
     if not (isinstance(meta["shard_size"], int) and meta["shard_size"] >= 1):
         raise DataError(f"{path}: shard_size must be an integer >= 1, got {meta['shard_size']!r}")
     return meta
