@@ -151,7 +151,7 @@ def test_kv_cache_matches_teacher_forcing(kw):
     assert cache.pos == tokens.shape[1] and used == actions.shape[1]
     assert (got - full[:, lay.context_length - 1 :]).abs().max() <= 1e-5
     # The reward is read from the final hidden state at each frame's last token.
-    h = m.model(m._embed(tokens, 0, actions))
+    h = m.model(m._embed(tokens, torch.arange(tokens.shape[1]), actions))
     manual = m.reward_linear(h[:, lay.reward_positions(6)]).squeeze(-1)
     assert torch.allclose(reward, manual, atol=1e-6)
 
@@ -351,7 +351,7 @@ def test_code_embedding_inputs():
     assert v[lay.slot_context:].abs().max() == 0
     with torch.no_grad():
         m.model.embed_tokens.weight[4:6] = m.model.embed_tokens.weight[3]  # ids 3, 4, 5 embed alike...
-        e3, e4, e5 = (m._embed(torch.tensor([[i]]), 1, None) for i in (3, 4, 5))
+        e3, e4, e5 = (m._embed(torch.tensor([[i]]), torch.tensor([1]), None) for i in (3, 4, 5))
     assert torch.equal(e3, e4) and (e3 - e5).abs().max() > 1e-3  # ...and differ only through their vectors
     with pytest.raises(ValueError, match="code vectors"):
         m.set_code_vectors(torch.randn(lay.context_vocab, 4), fut)

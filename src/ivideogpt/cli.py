@@ -20,6 +20,7 @@ COMMANDS = [
     ("train", None, "train a tokenizer or a transformer (world model)"),
     ("reconstruct", "reconstruct", "tokenize and reconstruct held-out clips; write a PNG"),
     ("predict", "predict", "roll a world model out on dataset episodes; write a GIF/MP4"),
+    ("imitate", "imitate", "video in-context imitation: continue a query episode as a demonstration goes; GIF"),
     ("evaluate", "evaluate", "video-prediction metrics (PSNR/SSIM/perceptual/FVD) with best-of-K"),
     ("plan", "plan", "model-predictive control (CEM/MPPI) with a world model"),
     ("mbrl", "mbrl", "model-based RL: MBPO with DrQ-v2 and the world model"),

@@ -126,9 +126,11 @@ class WorldModel(torch.nn.Module):
 
     @property
     def max_steps(self) -> int:
-        """How many frames the KV cache holds after the context (max_frames - T0); step() goes on past it by
-        re-anchoring on the latest frames (see _reanchor)."""
-        return self.transformer.config.max_frames - self.transformer.config.context_frames
+        """How many frames a rollout predicts after the context before re-anchoring (max_frames - T0, or for a
+        model trained on segments, segment_frames - T0: the frames one segment holds); step() goes on past it
+        by re-anchoring on the latest frames (see _reanchor)."""
+        c = self.transformer.config
+        return (c.segment_frames or c.max_frames) - c.context_frames
 
     # ------------------------------------------------------------------------------------ validation
     def _frames_in(self, frames, name: str, ndim: int = 5) -> torch.Tensor:
@@ -314,6 +316,76 @@ class WorldModel(torch.nn.Module):
         frames = torch.stack(frames, dim=1)
         rew = torch.stack(rewards, dim=1) if rewards and rewards[0] is not None else None
         return self._out(frames), self._out(rew)
+
+
+    # ------------------------------------------------------------------------------ in-context imitation
+    @torch.no_grad()
+    def imitate(self, demo_frames, query_frames, horizon: int, *, temperature: float = 1.0, top_k: int | None = 100,
+                seed: int | None = None, generator: torch.Generator | None = None):
+        """Video in-context imitation (VidIT): continue ``query_frames`` the way ``demo_frames`` goes on.
+
+        ``demo_frames`` uint8 [B, Td, H, W, 3] (or None: no demonstration), ``query_frames`` uint8 [B, Tq, H, W, 3]
+        -> the next ``horizon`` frames of the query, uint8 [B, horizon, H, W, 3]. The demonstration is cut into
+        segments of the model's ``segment_frames`` (the last may be shorter), each tokenized against its own
+        first frame(s), and laid in front of the query, which is one more segment; the model then generates the
+        query's next frames. Nothing tells the model which behaviour to follow but the frames. Needs an action-free
+        model; it was trained on clips of ``max_frames`` frames, so demo and query together (plus ``horizon``)
+        may not be longer, and the query plus ``horizon`` must fit in one segment.
+        """
+        c = self.transformer.config
+        if self.action_dim:
+            raise ValueError("imitate() needs an action-free world model (the demonstration, not actions, says what "
+                             "to do); this one takes actions")
+        if self.goal_conditioned:
+            raise ValueError("imitate() needs a world model without goal conditioning")
+        q = self._frames_in(query_frames, "query_frames")
+        d = None if demo_frames is None else self._frames_in(demo_frames, "demo_frames")
+        t0, seg = self.context_frames, c.segment_frames or c.max_frames
+        horizon = int(horizon)
+        if horizon < 1:
+            raise ValueError(f"horizon: expected >= 1 frames to generate, got {horizon}")
+        if not t0 <= q.shape[1] <= seg - horizon:
+            raise ValueError(f"query_frames: {q.shape[1]} frame(s) + horizon {horizon} must fit in one segment of "
+                             f"{seg} frames, with at least the {t0} context frame(s) given")
+        lay = c.layout
+        plan = [] if d is None else lay.plan(d.shape[1], seg) if d.shape[1] >= t0 else None
+        if plan is None:
+            raise ValueError(f"demo_frames: at least {t0} frame(s) (a context frame), got {d.shape[1]}")
+        if d is not None and d.shape[0] != q.shape[0]:
+            raise ValueError(f"demo_frames: batch {d.shape[0]} != query_frames batch {q.shape[0]}")
+        total = lay.plan_length(plan + [q.shape[1] + horizon])
+        if total > c.max_len:
+            raise ValueError(f"demo ({0 if d is None else d.shape[1]} frames) + query ({q.shape[1]}) + horizon "
+                             f"({horizon}) need {total} tokens; this model was trained on sequences of at most "
+                             f"{c.max_len} ({c.max_frames} frames in segments of {seg})")
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        tok = self.tokenizer
+
+        def segment(frames):
+            x = to_model(frames, device=self.device)
+            state = tok.encode_context_state(x[:, :t0])
+            fut = tok.encode_future(x[:, t0:], state) if x.shape[1] > t0 else \
+                state.ids.new_zeros(x.shape[0], 0, tok.n_future_tokens)
+            return lay.build(state.ids, fut), tok.advance(state, x[:, t0:])
+
+        parts, start = [], 0
+        for n in plan:
+            parts.append(segment(d[:, start:start + n])[0])
+            start += n
+        query_tokens, state = segment(q)
+        tokens = torch.cat(parts + [query_tokens], dim=1)
+        cache = self.transformer.new_cache(q.shape[0], max_len=total, device=self.device)
+        self.transformer.prefill(tokens, cache, plan=plan + [q.shape[1]])
+        frames = []
+        for _ in range(horizon):
+            ids, _ = self.transformer.generate_frame(cache, None, temperature=temperature, top_k=top_k,
+                                                     generator=generator)
+            frame, state = tok.decode_step(ids, state)
+            frames.append(to_uint8(frame))
+        out = torch.stack(frames, dim=1)
+        return out if isinstance(query_frames, torch.Tensor) else out.cpu().numpy()
 
 
 def _last(items: list, n: int) -> list:

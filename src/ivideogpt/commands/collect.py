@@ -129,9 +129,9 @@ class EpisodeMaker:
         name = self.task(i)
         env, expert = self.env(name)
         env_seed, expert_seed = episode_seeds(self.seed, i)
-        frames, actions, rewards, success = _episode(env, expert, self.steps, env_seed, expert_seed)
+        frames, actions, rewards, success, labels = _episode(env, expert, self.steps, env_seed, expert_seed)
         return i, {"frames": frames, "actions": actions, "rewards": rewards, "success": success,
-                   "info": {"task": name}}
+                   "info": {"task": name, **labels}}
 
 
 _WORKER_MAKER: EpisodeMaker | None = None
@@ -234,7 +234,8 @@ def collect(env_name: str, out, *, episodes: int, steps: int, noise: float = 0.1
 
 
 def _episode(env, expert, steps: int, env_seed: int, expert_seed: int):
-    """One episode: ``steps`` frames (frame 0 from reset), ``steps - 1`` actions, rewards, successes."""
+    """One episode: ``steps`` frames (frame 0 from reset), ``steps - 1`` actions, rewards, successes, and the
+    labels the environment gives the episode (``info["labels"]``, e.g. a hidden behaviour; for evaluation)."""
     obs, info = env.reset(seed=env_seed)
     expert.reset(expert_seed)
     frames = np.empty((steps, *obs.shape), np.uint8)
@@ -247,4 +248,4 @@ def _episode(env, expert, steps: int, env_seed: int, expert_seed: int):
         obs, rewards[t], _, _, info = env.step(actions[t])
         frames[t + 1] = obs
         success[t] = info["success"]
-    return frames, actions, rewards, success
+    return frames, actions, rewards, success, dict(info.get("labels") or {})

@@ -1,4 +1,5 @@
-"""``make(name)``: environments by name: 'pusher', 'world_model', and 'metaworld:<task>' with the ``sim`` extra.
+"""``make(name)``: environments by name: 'pusher', 'pusher-behaviours', 'world_model', and 'metaworld:<task>' with
+the ``sim`` extra.
 
 Meta-World is imported only when asked for, so ``import ivideogpt`` and ``make('pusher')`` never load MuJoCo.
 """
@@ -11,6 +12,7 @@ from functools import partial
 import gymnasium as gym
 
 from ..errors import ConfigError
+from .behaviours import BehaviourExpert, BehaviourPusherEnv
 from .experts import PusherExpert
 from .pusher import PusherEnv
 
@@ -24,8 +26,8 @@ def _world_model_env(path, dataset=None, split="val", horizon=None, temperature=
                          render_mode=render_mode, device=device)
 
 
-ENVS = {"pusher": PusherEnv, "world_model": _world_model_env}
-EXPERTS = {"pusher": PusherExpert}
+ENVS = {"pusher": PusherEnv, "pusher-behaviours": BehaviourPusherEnv, "world_model": _world_model_env}
+EXPERTS = {"pusher": PusherExpert, "pusher-behaviours": BehaviourExpert}
 GYM_ID = "ivideogpt/Pusher-v0"
 
 

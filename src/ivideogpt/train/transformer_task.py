@@ -21,12 +21,21 @@ from ..fileio import atomic_write_bytes
 from .config import TrainConfig
 
 
-def tokenize_clips(tok, frames: torch.Tensor, goal_conditioned: bool = False):
+def tokenize_clips(tok, frames: torch.Tensor, goal_conditioned: bool = False, segment_frames: int = 0):
     """float clips [B,T,3,H,W] -> (ctx_ids [B,T0(+1),N], fut_ids [B,F,n]).
 
     Goal-conditioned: the last frame is the goal, encoded as one more context frame in front; the future
-    frames are the ones between the real context and the goal.
+    frames are the ones between the real context and the goal. ``segment_frames`` > 0: the clip is cut into
+    S = T / segment_frames segments, each tokenized against its own context -> ``[B,S,T0,N]``, ``[B,S,F,n]``.
     """
+    if segment_frames:
+        B, T = frames.shape[:2]
+        if goal_conditioned or T % segment_frames:
+            raise ConfigError(f"segmented clips: clip_len ({T}) must be a multiple of segment_frames "
+                              f"({segment_frames}), without goal conditioning")
+        ctx_ids, fut = tokenize_clips(tok, frames.reshape(B * (T // segment_frames), segment_frames, *frames.shape[2:]))
+        return ctx_ids.reshape(B, T // segment_frames, *ctx_ids.shape[1:]), fut.reshape(B, T // segment_frames,
+                                                                                        *fut.shape[1:])
     t0 = tok.context_frames
     real = frames[:, :-1] if goal_conditioned else frames
     ctx = tok.encode_context_state(real[:, :t0])
@@ -37,8 +46,11 @@ def tokenize_clips(tok, frames: torch.Tensor, goal_conditioned: bool = False):
     return ctx_ids, fut
 
 
-def future_slice(t0: int, clip_len: int, goal_conditioned: bool) -> slice:
-    """Which of a clip's T-1 actions/rewards lead to its future frames (action t follows frame t)."""
+def future_slice(t0: int, clip_len: int, goal_conditioned: bool, segment_frames: int = 0):
+    """Which of a clip's T-1 actions/rewards lead to its future frames (action t follows frame t): a slice, or
+    with segments an index tensor (those leading into a segment's context frames are left out)."""
+    if segment_frames:
+        return torch.cat([torch.arange(s + t0 - 1, s + segment_frames - 1) for s in range(0, clip_len, segment_frames)])
     last = clip_len - 1 - (1 if goal_conditioned else 0)
     return slice(t0 - 1, last)
 
@@ -67,7 +79,8 @@ class TokenCache(Dataset):
 
     @staticmethod
     @torch.no_grad()
-    def build(tok, clips, *, goal_conditioned: bool, stride: int, batch_size: int = 64, progress=True) -> dict:
+    def build(tok, clips, *, goal_conditioned: bool, stride: int, batch_size: int = 64, progress=True,
+              segment_frames: int = 0) -> dict:
         from tqdm import tqdm
 
         items = []
@@ -75,14 +88,14 @@ class TokenCache(Dataset):
             span = (clips.clip_len - 1) * s.frame_step + 1
             for ep in eps.tolist():
                 items += [(src, ep, st) for st in range(0, ds.length(ep) - span + 1, stride)]
-        sl = future_slice(tok.context_frames, clips.clip_len, goal_conditioned)
+        sl = future_slice(tok.context_frames, clips.clip_len, goal_conditioned, segment_frames)
         out = {k: [] for k in ("ctx_ids", "fut_ids", "actions", "rewards", "source")}
         dev = next(tok.parameters()).device
         for b in tqdm(range(0, len(items), batch_size), desc="tokenizing clips (cached once)", disable=not progress,
                       dynamic_ncols=True):
             chunk = [clips.read(*item) for item in items[b:b + batch_size]]  # never augmented (no rng)
             ctx_ids, fut_ids = tokenize_clips(tok, torch.stack([c["frames"] for c in chunk]).to(dev),
-                                              goal_conditioned)
+                                              goal_conditioned, segment_frames)
             out["ctx_ids"].append(ctx_ids.cpu().to(torch.int32))
             out["fut_ids"].append(fut_ids.cpu().to(torch.int32))
             out["actions"].append(torch.stack([c["actions"][sl] for c in chunk]))
@@ -111,6 +124,7 @@ class TransformerTrainModule(torch.nn.Module):
     def forward(self, batch, step: int):
         cfg, wm = self.cfg, self.wm
         layout = wm.transformer.config.layout
+        seg = wm.transformer.config.segment_frames
         logs: dict = {}
         loss = 0.0
         if "ctx_ids" in batch:
@@ -126,8 +140,8 @@ class TransformerTrainModule(torch.nn.Module):
                 loss = loss + tl
                 logs.update({f"tok_{k}": v for k, v in tlogs.items()})
             with torch.no_grad():
-                ctx_ids, fut_ids = tokenize_clips(wm.tokenizer, frames, cfg.goal_conditioned)
-            sl = future_slice(wm.tokenizer.context_frames, frames.shape[1], cfg.goal_conditioned)
+                ctx_ids, fut_ids = tokenize_clips(wm.tokenizer, frames, cfg.goal_conditioned, seg)
+            sl = future_slice(wm.tokenizer.context_frames, frames.shape[1], cfg.goal_conditioned, seg)
             actions, rewards = batch["actions"][:, sl], batch["rewards"][:, sl]
         tokens = layout.build(ctx_ids, fut_ids)
         if not cfg.freeze_transformer:
@@ -172,6 +186,10 @@ class TransformerTask:
             mc["context_frames"] = tok.context_frames + 1
         # A goal-conditioned clip of T frames is still T frames in the sequence (goal in front, not at the end).
         mc["max_frames"] = max(int(mc.get("max_frames", 0)), cfg.clip_len)
+        seg = int(mc.get("segment_frames", 0))
+        if seg and (cfg.clip_len % seg or cfg.goal_conditioned):
+            raise ConfigError(f"model.segment_frames = {seg}: train.clip_len ({cfg.clip_len}) must be a multiple of "
+                              "it, and goal conditioning is not supported with segments")
         if cfg.use_actions:
             mc["action_dim"] = len(stats["action_mean"])
             mc["action_mean"] = [float(v) for v in stats["action_mean"]]
@@ -248,7 +266,8 @@ class TransformerTask:
                 return TokenCache(t["tensors"], cfg.seed)
         t0 = time.time()
         tensors = TokenCache.build(tok.eval(), clips, goal_conditioned=cfg.goal_conditioned,
-                                   stride=cfg.token_cache_stride, progress=self.progress)
+                                   stride=cfg.token_cache_stride, progress=self.progress,
+                                   segment_frames=self.trainable().wm.transformer.config.segment_frames)
         self.cache_seconds = time.time() - t0
         if path is not None:
             import io
@@ -267,6 +286,9 @@ class TransformerTask:
         h.update(repr([(str(d.path), d.meta["num_episodes"], s.frame_step) for d, s in
                        zip(clips.datasets, clips.sources)]).encode())
         h.update(repr((clips.clip_len, self.cfg.goal_conditioned, self.cfg.token_cache_stride)).encode())
+        seg = self.trainable().wm.transformer.config.segment_frames
+        if seg:  # (kept out of the key when 0, so existing caches stay valid)
+            h.update(f"segments {seg}".encode())
         if self.cfg.action_norm != "raw":  # (kept out of the key when raw, so existing caches stay valid)
             h.update(self.cfg.action_norm.encode())
         return h.hexdigest()
@@ -283,19 +305,23 @@ class TransformerTask:
 
         wm = module.wm.eval()
         cfg = self.cfg
+        seg = wm.transformer.config.segment_frames
         ce = acc = 0.0
         results = []
         for i, b in enumerate(batches):
             frames = b["frames"]
-            ctx_ids, fut_ids = tokenize_clips(wm.tokenizer, frames, cfg.goal_conditioned)
-            sl = future_slice(wm.tokenizer.context_frames, frames.shape[1], cfg.goal_conditioned)
+            ctx_ids, fut_ids = tokenize_clips(wm.tokenizer, frames, cfg.goal_conditioned, seg)
+            sl = future_slice(wm.tokenizer.context_frames, frames.shape[1], cfg.goal_conditioned, seg)
             tokens = wm.transformer.config.layout.build(ctx_ids, fut_ids)
             _, tlogs = wm.transformer.loss(tokens, b["actions"][:, sl] if wm.action_dim else None,
                                            b["rewards"][:, sl] if wm.transformer.config.use_reward else None)
             ce += tlogs["ce"] / len(batches)
             acc += tlogs.get("accuracy", 0.0) / len(batches)
             if not cfg.goal_conditioned and i < 2:
-                results.append(predict_clips(wm, to_uint8(frames), b["actions"], b["rewards"], seed=i))
+                # A segmented model rolls out within one segment (its first).
+                n = seg or frames.shape[1]
+                results.append(predict_clips(wm, to_uint8(frames[:, :n]), b["actions"][:, :n - 1],
+                                             b["rewards"][:, :n - 1], seed=i))
         logs = {"val_ce": ce, "val_accuracy": acc}
         image = None
         if results:

@@ -14,10 +14,13 @@ from ..errors import ConfigError
 
 
 class KVCache:
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: int = 0):
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: int = 0, segment_start: int = 0):
         self.k = k
         self.v = v
         self.pos = pos
+        # Where the segment the cache stands in began (layout.py, several segments): positions within it decide
+        # slots and spatial features; rotary positions use ``pos``.
+        self.segment_start = segment_start
 
     @classmethod
     def empty(cls, n_layer, batch, n_head, max_len, head_dim, device=None, dtype=None) -> KVCache:
@@ -33,7 +36,7 @@ class KVCache:
         return self.k.shape[3]
 
     def reset(self) -> KVCache:
-        self.pos = 0
+        self.pos = self.segment_start = 0
         return self
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,11 +61,12 @@ class KVCache:
     def index_select(self, index: torch.Tensor) -> KVCache:
         """Keep/reorder/duplicate batch rows: row i of the result is row ``index[i]`` of this cache."""
         index = torch.as_tensor(index, device=self.k.device, dtype=torch.long)
-        return KVCache(self.k.index_select(1, index), self.v.index_select(1, index), self.pos)
+        return KVCache(self.k.index_select(1, index), self.v.index_select(1, index), self.pos, self.segment_start)
 
     def repeat_interleave(self, repeats: int) -> KVCache:
         """``[B, ...] -> [B*repeats, ...]``, each row repeated in place (b0 b0 b0 b1 b1 b1 ...)."""
-        return KVCache(self.k.repeat_interleave(repeats, dim=1), self.v.repeat_interleave(repeats, dim=1), self.pos)
+        return KVCache(self.k.repeat_interleave(repeats, dim=1), self.v.repeat_interleave(repeats, dim=1), self.pos,
+                       self.segment_start)
 
     def clone(self) -> KVCache:
-        return KVCache(self.k.clone(), self.v.clone(), self.pos)
+        return KVCache(self.k.clone(), self.v.clone(), self.pos, self.segment_start)

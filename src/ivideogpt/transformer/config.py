@@ -21,6 +21,10 @@ class TransformerConfig:
     init_std: float = 0.02
     # Longest clip (context + future frames) a KV cache is sized for by default.
     max_frames: int = 16
+    # > 0: training clips are cut into segments of this many frames, each tokenized against its own context
+    # frame(s) and laid out one after another (layout.py, "several segments"; video in-context imitation).
+    # 0: a clip is one segment.
+    segment_frames: int = 0
     # Sequence numbers: written from the tokenizer when the model is created for training
     # (defaults: the paper's 64x64 tokenizer).
     context_tokens: int = 256
@@ -69,6 +73,11 @@ class TransformerConfig:
             raise ValueError(f"spatial_frequencies must be >= 0, got {self.spatial_frequencies}")
         if self.max_frames < self.context_frames + 1:
             raise ValueError(f"max_frames ({self.max_frames}) must exceed context_frames ({self.context_frames})")
+        if self.segment_frames < 0 or 0 < self.segment_frames <= self.context_frames:
+            raise ValueError(f"segment_frames must be 0 (one segment) or exceed context_frames "
+                             f"({self.context_frames}), got {self.segment_frames}")
+        if self.segment_frames and not self.first_slot:
+            raise ValueError("segment_frames needs first_slot=True (each segment starts with its [S1])")
         _ = self.layout  # validates the token counts
         if self.spatial_frequencies:
             self.layout.grid_side(self.context_tokens), self.layout.grid_side(self.future_tokens)
@@ -94,4 +103,5 @@ class TransformerConfig:
 
     @property
     def max_len(self) -> int:
-        return self.layout.length(self.max_frames)
+        lay = self.layout
+        return lay.plan_length(lay.plan(self.max_frames, self.segment_frames))

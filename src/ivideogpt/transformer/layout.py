@@ -17,6 +17,13 @@ Spatial coordinates (:meth:`SequenceLayout.spatial_coords`): context and future 
 (row-major) of different sizes; each code token gets the centre of its cell in one shared ``[0, 1]^2`` frame,
 so "the same place" is the same coordinate in an 8x8 context grid and a 4x4 future grid.
 
+Several segments (:meth:`SequenceLayout.plan`, video in-context imitation): a sequence may hold several
+clips one after another, each laid out as above with its own context frames (its future frames are tokenized
+against its own context), ``[S1] ctx [S2] fut ... [S1] ctx [S2] fut ...``. A *plan* lists the frames of each
+segment; every per-position rule (slots, targets, rewards, spatial coordinates) is a function of the position
+*within* its segment (:meth:`SequenceLayout.local_positions`), while rotary positions run on through the whole
+sequence. A context frame is never a target, so later segments' context frames are given, not predicted.
+
 Goal-conditioned variant (:meth:`SequenceLayout.goal_reorder`): frames are reordered to
 ``(o_T, o_1, ..., o_{T-1})`` so the goal is one more context frame in front. A goal-conditioned
 model is therefore built with ``context_frames = T0 + 1``; nothing else changes.
@@ -87,7 +94,16 @@ class SequenceLayout:
 
     # -- build / split ------------------------------------------------------------------------
     def build(self, ctx_ids: torch.Tensor, fut_ids: torch.Tensor) -> torch.Tensor:
-        """``ctx_ids [B,T0,N]`` (0..Vc-1), ``fut_ids [B,F,n]`` (0..Vf-1) -> tokens ``[B,L]``."""
+        """``ctx_ids [B,T0,N]`` (0..Vc-1), ``fut_ids [B,F,n]`` (0..Vf-1) -> tokens ``[B,L]``.
+
+        Several segments of equal length: ``ctx_ids [B,S,T0,N]``, ``fut_ids [B,S,F,n]`` -> the S segments one
+        after another (plan ``[T0 + F] * S``).
+        """
+        if ctx_ids.ndim == 4:
+            if fut_ids.ndim != 4 or fut_ids.shape[:2] != ctx_ids.shape[:2]:
+                raise ValueError(f"segmented ids: ctx_ids [B,S,T0,N] and fut_ids [B,S,F,n] with the same B and S, "
+                                 f"got {tuple(ctx_ids.shape)} and {tuple(fut_ids.shape)}")
+            return torch.cat([self.build(ctx_ids[:, i], fut_ids[:, i]) for i in range(ctx_ids.shape[1])], dim=1)
         B = ctx_ids.shape[0]
         if tuple(ctx_ids.shape[1:]) != (self.context_frames, self.context_tokens):
             raise ValueError(
@@ -113,11 +129,54 @@ class SequenceLayout:
         fut = tokens[:, self.context_length :].reshape(B, F, self.frame_length)
         return ctx[:, :, 1:], fut[:, :, 1:] - self.context_vocab
 
-    # -- positions ----------------------------------------------------------------------------
+    # -- segments -----------------------------------------------------------------------------
+    def plan(self, num_frames: int, segment_frames: int = 0) -> list[int]:
+        """Frames per segment of a clip of ``num_frames`` cut into segments of ``segment_frames`` (0: one
+        segment); the last segment may be shorter but holds at least the context frames."""
+        if segment_frames <= 0:
+            return [num_frames]
+        plan = [segment_frames] * (num_frames // segment_frames)
+        if num_frames % segment_frames:
+            plan.append(num_frames % segment_frames)
+        if plan[-1] < self.context_frames:
+            raise ValueError(f"{num_frames} frames in segments of {segment_frames}: the last segment has "
+                             f"{plan[-1]} frame(s), fewer than the {self.context_frames} context frame(s)")
+        return plan
+
+    def local_positions_of_length(self, length: int, segment_frames: int = 0) -> torch.Tensor:
+        """``[length]``: positions within their segments of the first ``length`` tokens of a sequence whose
+        segments are ``segment_frames`` long (0: one segment); the sequence may stop anywhere."""
+        pos = torch.arange(length)
+        return pos % self.length(segment_frames) if segment_frames > 0 else pos
+
+    def plan_length(self, plan: list[int]) -> int:
+        if len(plan) > 1 and not self.first_slot:
+            raise ValueError("several segments need first_slot=True (each segment starts with its [S1])")
+        return sum(self.length(f) for f in plan)
+
+    def local_positions(self, plan: list[int]) -> torch.Tensor:
+        """``[L]``: each token's position within its segment (one segment: ``arange(L)``)."""
+        self.plan_length(plan)
+        return torch.cat([torch.arange(self.length(f)) for f in plan])
+
+    # -- positions (``local``: positions within a segment) -------------------------------------
+    def is_slot(self, local: torch.Tensor) -> torch.Tensor:
+        """bool: which local positions are [S2] slots (where actions are added)."""
+        off = local - self.context_length
+        return (off >= 0) & (off % self.frame_length == 0)
+
+    def is_future_code(self, local: torch.Tensor) -> torch.Tensor:
+        off = local - self.context_length
+        return (off >= 0) & (off % self.frame_length != 0)
+
+    def is_frame_end(self, local: torch.Tensor) -> torch.Tensor:
+        """bool: last token of a future frame (where the reward into that frame is read)."""
+        off = local - self.context_length
+        return (off >= 0) & (off % self.frame_length == self.future_tokens)
+
     def action_positions(self, num_frames: int) -> torch.Tensor:
         """``[F]``: the [S2] slot in front of each future frame (where its action is added)."""
-        F = self.num_frames(self.length(num_frames)) - self.context_frames  # validates num_frames
-        return self.context_length + self.frame_length * torch.arange(F)
+        return self.is_slot(torch.arange(self.length(num_frames))).nonzero().squeeze(-1)
 
     def reward_positions(self, num_frames: int) -> torch.Tensor:
         """``[F]``: last token of each future frame (where the reward into that frame is read)."""
@@ -129,28 +188,34 @@ class SequenceLayout:
         That is every [S2] slot and every future token but the last of its frame; slots themselves
         are forced, never predicted, and context frames are given.
         """
-        L = self.length(num_frames)
-        nxt = torch.arange(1, L + 1)
-        off = nxt - self.context_length
-        return (nxt < L) & (off >= 0) & (off % self.frame_length != 0)
+        return self.target_mask_at(torch.arange(self.length(num_frames)))
+
+    def target_mask_at(self, local: torch.Tensor) -> torch.Tensor:
+        """:meth:`target_mask` of the sequence with local positions ``local [L]`` (any plan)."""
+        nxt = self.is_future_code(local[1:])
+        return torch.cat([nxt, nxt.new_zeros(1)])
 
     def slot_mask(self, start: int, stop: int) -> torch.Tensor:
-        """bool ``[stop-start]``: which absolute positions in ``[start, stop)`` are [S2] slots."""
-        off = torch.arange(start, stop) - self.context_length
-        return (off >= 0) & (off % self.frame_length == 0)
+        """bool ``[stop-start]``: which absolute positions in ``[start, stop)`` are [S2] slots (one segment)."""
+        return self.is_slot(torch.arange(start, stop))
 
     def future_frame_at(self, position: int) -> int:
-        """Index (0-based among future frames) of the frame whose [S2] slot is at ``position``."""
+        """Index (0-based among its segment's future frames) of the frame whose [S2] slot is at local
+        ``position``."""
         off = position - self.context_length
         if off < 0 or off % self.frame_length:
             raise ValueError(f"position {position} is not an [S2] slot (context length {self.context_length})")
         return off // self.frame_length
 
     def spatial_coords(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cell centres ``xy [stop-start, 2]`` (x = column, y = row, in (0, 1)) of the code tokens at absolute
-        positions ``[start, stop)``, and ``valid [stop-start]`` (False at slots, whose xy is 0)."""
+        """:meth:`spatial_coords_at` of the absolute positions ``[start, stop)`` of one segment."""
+        return self.spatial_coords_at(torch.arange(start, stop))
+
+    def spatial_coords_at(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell centres ``xy [L, 2]`` (x = column, y = row, in (0, 1)) of the code tokens at local positions
+        ``local [L]``, and ``valid [L]`` (False at slots, whose xy is 0)."""
         gc, gf = self.grid_side(self.context_tokens), self.grid_side(self.future_tokens)
-        pos = torch.arange(start, stop)
+        pos = local
         in_ctx = pos < self.context_length
         k_ctx = (pos + (0 if self.first_slot else 1)) % (self.context_tokens + 1) - 1  # in its frame (-1: slot)
         k_fut = (pos - self.context_length) % self.frame_length - 1

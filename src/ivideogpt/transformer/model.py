@@ -207,7 +207,8 @@ class Transformer(nn.Module):
         self.code_vectors.copy_(vec)
 
     def _spatial_features(self, start: int, stop: int) -> torch.Tensor:
-        """sin/cos of each code token's cell centre at frequencies pi*1..pi*K per axis; zero at slots."""
+        """sin/cos of each code token's cell centre at frequencies pi*1..pi*K per axis; zero at slots (for local
+        positions ``start .. stop-1``)."""
         xy, valid = self.layout.spatial_coords(start, stop)
         ang = xy[:, :, None] * (math.pi * torch.arange(1, self.config.spatial_frequencies + 1))
         f = torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(1)
@@ -234,36 +235,42 @@ class Transformer(nn.Module):
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return (actions.float() - self.action_mean.float()) / self.action_std.float()
 
-    def _embed(self, tokens, start: int, actions):
+    def _embed(self, tokens, local: torch.Tensor, actions):
         """Token embeddings, plus each action's projection at the [S2] slots inside this chunk.
 
-        ``actions [B, k, A]`` are the actions for the k [S2] slots that lie in positions
-        ``start .. start+l-1``, in order (for a whole clip: one per future frame).
+        ``local [l]``: the tokens' positions within their segments (layout.local_positions). ``actions [B, k,
+        A]`` are the actions for the k [S2] slots in this chunk, in order (for a whole clip: one per future frame).
         """
         x = self.model.embed_tokens(tokens)
         if self.config.code_embedding:
             x = x + self.code_proj(self.code_vectors[tokens].to(self.code_proj.weight.dtype)).to(x.dtype)
         if self.config.spatial_frequencies:
-            stop = start + tokens.shape[1]
-            f = self.spatial_features[start:stop] if stop <= self.spatial_features.shape[0] else \
-                self._spatial_features(start, stop).to(x.device)
+            table = self.spatial_features
+            if int(local.max()) >= table.shape[0]:
+                table = self._spatial_features(0, int(local.max()) + 1).to(x.device)
+            f = table[local.to(table.device)]
             x = x + self.spatial_proj(f.to(self.spatial_proj.weight.dtype)).to(x.dtype)
         if actions is None:
             return x
         if not self.config.action_dim:
             raise ValueError("this transformer is action-free (action_dim = 0) but actions were given")
-        idx = self.layout.slot_mask(start, start + tokens.shape[1]).nonzero().squeeze(-1).to(x.device)
+        idx = self.layout.is_slot(local).nonzero().squeeze(-1).to(x.device)
         if actions.ndim != 3 or actions.shape[1] != len(idx) or actions.shape[2] != self.config.action_dim:
             raise ValueError(
                 f"actions must be [B, {len(idx)}, {self.config.action_dim}] for the [S2] slots of this "
-                f"chunk (positions {start}..{start + tokens.shape[1] - 1}), got {tuple(actions.shape)}"
+                f"chunk ({tokens.shape[1]} tokens), got {tuple(actions.shape)}"
             )
         a = self.action_linear(self.normalize_actions(actions.to(x.device)).to(self.action_linear.weight.dtype))
         return x.index_add(1, idx, a.to(x.dtype))
 
-    def _hidden(self, tokens, actions=None, cache: KVCache | None = None):
+    def _hidden(self, tokens, actions=None, cache: KVCache | None = None, local: torch.Tensor | None = None):
+        """``local``: positions within the segments (default: the chunk continues the cache's segment, or is
+        one segment from position 0)."""
         start = cache.pos if cache is not None else 0
-        h = self.model(self._embed(tokens, start, actions), start, cache)
+        if local is None:
+            first = start - (cache.segment_start if cache is not None else 0)
+            local = torch.arange(first, first + tokens.shape[1])
+        h = self.model(self._embed(tokens, local, actions), start, cache)
         if cache is not None:
             cache.advance(tokens.shape[1])
         return h
@@ -272,6 +279,11 @@ class Transformer(nn.Module):
         return self.reward_linear(h).squeeze(-1).float()
 
     # -- teacher-forced -----------------------------------------------------------------------
+    def local_positions(self, length: int) -> torch.Tensor:
+        """Positions within their segments of a teacher-forced sequence of ``length`` tokens: segments of
+        config.segment_frames, as training lays them out."""
+        return self.layout.local_positions_of_length(length, self.config.segment_frames)
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -290,11 +302,11 @@ class Transformer(nn.Module):
         """
         if return_loss:
             return self.loss(tokens, actions, rewards, reward_weight)
-        h = self._hidden(tokens, actions)
+        local = self.local_positions(tokens.shape[1])
+        h = self._hidden(tokens, actions, local=local)
         reward = None
         if self.reward_linear is not None:
-            F_ = max(0, (tokens.shape[1] - self.layout.context_length) // self.layout.frame_length)
-            pos = self.layout.reward_positions(self.layout.context_frames + F_).to(h.device)
+            pos = self.layout.is_frame_end(local).nonzero().squeeze(-1).to(h.device)
             reward = self._reward(h[:, pos])
         return self.lm_head(h), reward
 
@@ -306,9 +318,9 @@ class Transformer(nn.Module):
         ``rewards [B,F]`` in the original scale, ``rewards[:, f]`` earned on arriving at future
         frame f. Returns ``(loss, logs)``; logs are detached 0-d tensors (ce, accuracy, reward_mse).
         """
-        T = self.layout.num_frames(tokens.shape[1])
-        h = self._hidden(tokens, actions)
-        where = self.layout.target_mask(T).nonzero().squeeze(-1).to(tokens.device)
+        local = self.local_positions(tokens.shape[1])
+        h = self._hidden(tokens, actions, local=local)
+        where = self.layout.target_mask_at(local).nonzero().squeeze(-1).to(tokens.device)
         # Only the target positions go through the (large) vocabulary head.
         logits = self.lm_head(h[:, where]).float()
         targets = tokens[:, where + 1]
@@ -316,7 +328,7 @@ class Transformer(nn.Module):
         logs = {"ce": ce.detach(), "accuracy": (logits.argmax(-1) == targets).float().mean().detach()}
         loss = ce
         if self.reward_linear is not None and rewards is not None:
-            pos = self.layout.reward_positions(T).to(tokens.device)
+            pos = self.layout.is_frame_end(local).nonzero().squeeze(-1).to(tokens.device)
             if tuple(rewards.shape) != (tokens.shape[0], len(pos)):
                 raise ValueError(f"rewards must be [B, F] = {[tokens.shape[0], len(pos)]}, got {list(rewards.shape)}")
             mse = F.mse_loss(self._reward(h[:, pos]), symlog(rewards.float().to(h.device)))
@@ -338,20 +350,32 @@ class Transformer(nn.Module):
             dtype=dtype or w.dtype,
         )
 
-    def forward_with_cache(self, tokens, cache: KVCache, actions=None, last_only: bool = False):
+    def forward_with_cache(self, tokens, cache: KVCache, actions=None, last_only: bool = False,
+                           plan: list[int] | None = None):
         """Run a chunk ``tokens [B,l]`` (any l >= 1) after what the cache holds, and append it.
 
-        ``actions [B,k,A]`` for the k [S2] slots inside the chunk. Returns ``(logits, hidden)``:
-        logits ``[B,l,V]`` (``[B,V]`` for the last position when ``last_only``), hidden ``[B,l,D]``.
+        ``actions [B,k,A]`` for the k [S2] slots inside the chunk. ``plan``: the chunk is whole segments of these
+        frames (it then starts a new segment, and the cache stands in its last one afterwards); default: the
+        chunk continues the cache's current segment. Returns ``(logits, hidden)``: logits ``[B,l,V]``
+        (``[B,V]`` for the last position when ``last_only``), hidden ``[B,l,D]``.
         """
-        h = self._hidden(tokens, actions, cache)
+        local = None
+        if plan is not None:
+            local = self.layout.local_positions(plan)
+            if len(local) != tokens.shape[1]:
+                raise ValueError(f"plan {plan} lays out {len(local)} tokens, the chunk has {tokens.shape[1]}")
+            last_start = cache.pos + tokens.shape[1] - self.layout.length(plan[-1])
+        h = self._hidden(tokens, actions, cache, local)
+        if plan is not None:
+            cache.segment_start = last_start
         return self.lm_head(h[:, -1] if last_only else h), h
 
     @torch.no_grad()
-    def prefill(self, tokens, cache: KVCache, actions=None):
-        """Reset ``cache`` and run the prefix ``tokens [B,L0]`` into it -> ``(logits_last [B,V], hidden)``."""
+    def prefill(self, tokens, cache: KVCache, actions=None, plan: list[int] | None = None):
+        """Reset ``cache`` and run the prefix ``tokens [B,L0]`` into it -> ``(logits_last [B,V], hidden)``.
+        ``plan``: frames per segment of a prefix of several segments (default: one)."""
         cache.reset()
-        return self.forward_with_cache(tokens, cache, actions, last_only=True)
+        return self.forward_with_cache(tokens, cache, actions, last_only=True, plan=plan)
 
     @torch.no_grad()
     def generate_frame(
@@ -370,7 +394,7 @@ class Transformer(nn.Module):
         the future-code space ``0..Vf-1``, ``reward [B]`` original scale or None).
         """
         lay = self.layout
-        lay.future_frame_at(cache.pos)  # must stand on a frame boundary
+        lay.future_frame_at(cache.pos - cache.segment_start)  # must stand on a frame boundary
         B = cache.batch_size
         device = cache.k.device
         lo, hi = lay.future_code_range
