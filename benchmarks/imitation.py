@@ -28,8 +28,8 @@ really has, which its held frames do not show):
   pair          contrastive pair success: the in-class and the contrastive demo both followed (chance 1/K^2)
 Arm error: the effector's position in the generated frames against the counterfactual truth (the simulator
 restored at the query's first frame and stepped with the demo's actions) vs against the replays of the other
-behaviours' demos. PSNR likewise; FVD (main model, in-class) on the 8-frame clips with the last frame repeated
-(the I3D needs 9).
+behaviours' demos. PSNR likewise; FVD (main model, the first 80 queries: in-class and no-demo clips against the
+counterfactual replays) on the 8-frame clips with the last frame repeated (the I3D needs 9).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/imitation.py --out /work/imit
 """
@@ -50,7 +50,7 @@ import torch
 
 from ivideogpt.data.episodes import EpisodeDataset, EpisodeWriter
 from ivideogpt.envs.behaviours import contrastive
-from ivideogpt.eval import fvd, psnr
+from ivideogpt.eval import psnr
 from ivideogpt.eval.behaviour import BehaviourClassifier
 from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.serve.ground_truth import GroundTruth
@@ -60,6 +60,7 @@ SIZES = {"xs": dict(n_layer=2, d_model=96, n_head=4, d_ff=288),
          "s": dict(n_layer=3, d_model=144, n_head=4, d_ff=432),
          "m": dict(n_layer=4, d_model=192, n_head=6, d_ff=576)}  # m = the imitation preset's backbone
 TRIAL, QUERY = 8, 4  # frames per trial (the preset's segment) and given query frames
+FVD_VIDEOS = 80
 
 
 def cli(*args, threads: int, log: Path) -> None:
@@ -257,13 +258,53 @@ def evaluate(wm, h: Heldout, *, seed: int, batch: int, with_fvd: bool) -> dict:
             recon.append(to_uint8(wm.tokenizer.decode_future(ids, state)).numpy())
         recon = np.concatenate(recon)[:, QUERY - 1:]
     r["classifier_tokenizer_recon"] = float((clf(start, torch.as_tensor(recon)).numpy() == zs).mean())
+    r.update(demo_dependence(wm, h, batch))
     if with_fvd:
-        fake = np.concatenate([h.query, by_demo(gen, zs)], 1)
-        real = h.replay[rows, zs]
+        # I3D features once per set (the first FVD_VIDEOS queries; the I3D costs ~1 s per clip here): the
+        # counterfactual replays vs the clips generated with the in-class demo and with no demo.
+        from ivideogpt.eval.frechet import feature_stats, frechet_distance, load_detector
+
+        n = min(Q, FVD_VIDEOS)
+        det = load_detector()
         pad = lambda v: np.concatenate([v, v[:, -1:]], 1)  # noqa: E731  (the I3D needs >= 9 frames)
-        r["fvd_in_class"] = float(fvd(pad(real), pad(fake)))
-        r["fvd_no_demo"] = float(fvd(pad(real), pad(np.concatenate([h.query, gen["no_demo"]], 1))))
+        stats = {k: feature_stats(det.features(torch.as_tensor(pad(v[:n])), batch_size=8)) for k, v in (
+            ("real", h.replay[rows, zs]), ("in_class", np.concatenate([h.query, by_demo(gen, zs)], 1)),
+            ("no_demo", np.concatenate([h.query, gen["no_demo"]], 1)))}
+        r["fvd_videos"] = n
+        r["fvd_in_class"] = frechet_distance(*stats["real"], *stats["in_class"])
+        r["fvd_no_demo"] = frechet_distance(*stats["real"], *stats["no_demo"])
     return r, gen
+
+
+@torch.no_grad()
+def demo_dependence(wm, h: Heldout, batch: int) -> dict:
+    """Teacher-forced cross-entropy (nats per token) of the query trial's real moving frames (4..7) after the
+    in-class demo vs after the contrastive one: a model that reads the demonstration finds the real continuation
+    likelier after the demo that shows it. Less noisy than classifying samples."""
+    tok, tr = wm.tokenizer, wm.transformer
+    lay = tr.layout
+    zs = h.z[:h.Q]
+    real = h.frames[:h.Q, TRIAL:2 * TRIAL]
+
+    def segment(frames):
+        x = to_model(frames)
+        state = tok.encode_context_state(x[:, :1])
+        return lay.build(state.ids, tok.encode_future(x[:, 1:], state))
+
+    out = {}
+    for name, ks in (("in_class", zs), ("contrastive", np.array([contrastive(z, h.K) for z in zs]))):
+        ce = []
+        demo = h.demo(ks)
+        for i in range(0, h.Q, batch):
+            tokens = torch.cat([segment(demo[i:i + batch]), segment(real[i:i + batch])], 1)
+            logits, _ = tr(tokens)
+            first = lay.length(TRIAL) + lay.context_length + (QUERY - 1) * lay.frame_length  # frame 4's [S2]
+            pos = torch.arange(first, tokens.shape[1] - 1)
+            pos = pos[lay.is_future_code(tr.local_positions(tokens.shape[1])[pos + 1])]
+            lp = torch.log_softmax(logits[:, pos].float(), -1).gather(-1, tokens[:, pos + 1, None])[..., 0]
+            ce.append(-lp.mean(1))
+        out[name] = float(torch.cat(ce).mean())
+    return {"ce_moving_in_class": out["in_class"], "ce_moving_contrastive": out["contrastive"]}
 
 
 def by_demo(gen: dict, ks: np.ndarray) -> np.ndarray:
@@ -287,12 +328,14 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, default=None, help="a trained tokenizer run (default: train one)")
     ap.add_argument("--tokenizer-minutes", type=float, default=12.0)
     ap.add_argument("--main-steps", type=int, default=1500)
-    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES),
+                    help="scaling-study sizes (none: main and upper bound only; a later run adds the rest)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=600, help="training steps of each scaling run")
+    ap.add_argument("--steps", type=int, default=400, help="training steps of each scaling run")
     ap.add_argument("--finetune-steps", type=int, default=300)
     ap.add_argument("--pairs", type=int, default=2000, help="cross-episode pairs for the upper bound")
-    ap.add_argument("--queries", type=int, default=240)
+    ap.add_argument("--queries", type=int, default=240, help="held-out queries for the main and fine-tuned models")
+    ap.add_argument("--scaling-queries", type=int, default=80, help="held-out queries for each scaling run")
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--batch", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0, help="evaluation seed (demo choice and sampling)")
@@ -336,12 +379,13 @@ def main() -> None:
         launch([(ft, train_cmd(ft, args.finetune_steps, out / "pairs", init=main_run))], 1, out / "logs", None)
     # 6. evaluation
     print(f"[imitation] evaluation: {args.queries} held-out queries; building demos and replays", flush=True)
-    h = Heldout(out / "heldout", args.queries, args.seed)
+    held = {n: Heldout(out / "heldout", n, args.seed) for n in {args.queries, args.scaling_queries}}
     torch.manual_seed(0)
     models = ["main", "finetuned"] + [f"{s}-{seed}" for s in args.sizes for seed in args.seeds]
     results = {}
     for name in models:
         path = out / "results" / f"{name}.json"
+        h = held[args.queries if name in ("main", "finetuned") else args.scaling_queries]
         if not path.exists():
             t = time.time()
             wm = WorldModel.from_pretrained(runs / name)
@@ -354,18 +398,21 @@ def main() -> None:
         results[name] = json.loads(path.read_text())
         print(f"[imitation] {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in results[name].items()
                                                     if k.startswith(("acc_", "pair_success"))), flush=True)
-    summary = summarize(results, args.sizes, args.seeds, args.queries)
+    summary = summarize(results, args.sizes, args.seeds, args.queries, args.scaling_queries)
     (out / "results" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, args.sizes, args.plot)
+    if args.sizes:
+        plot(summary, args.sizes, args.plot)
     print(json.dumps({"minutes": round((time.time() - t0) / 60, 1), **summary}, indent=2))
 
 
-def summarize(results: dict, sizes, seeds, Q) -> dict:
+def summarize(results: dict, sizes, seeds, Q: int, Q_scaling: int) -> dict:
     keys = ["acc_no_demo", "acc_random", "acc_in_class", "acc_contrastive", "acc_shuffled", "acc_same_scene",
-            "pair_success", "arm_err_truth_px", "arm_err_other_px", "psnr_truth", "psnr_other"]
+            "pair_success", "arm_err_truth_px", "arm_err_other_px", "psnr_truth", "psnr_other",
+            "ce_moving_in_class", "ce_moving_contrastive"]
     out = {"main": results["main"], "finetuned": results["finetuned"], "scaling": {}}
     chance = results["main"]["chance"]
-    out["chance_band_95"] = [chance - binomial_band(chance, Q), chance + binomial_band(chance, Q)]
+    for key, n in (("chance_band_95", Q), ("chance_band_95_scaling", Q_scaling)):
+        out[key] = [chance - binomial_band(chance, n), chance + binomial_band(chance, n)]
     for s in sizes:
         rs = [results[f"{s}-{seed}"] for seed in seeds]
         row = {"params": rs[0]["params"]}
@@ -391,7 +438,7 @@ def plot(summary: dict, sizes, path: Path) -> None:
         m = [summary["scaling"][s][key][0] for s in sizes]
         e = [summary["scaling"][s][key][1] for s in sizes]
         ax[0].errorbar(params, m, yerr=e, marker="o", capsize=3, label=label)
-    lo, hi = summary["chance_band_95"]
+    lo, hi = summary["chance_band_95_scaling"]
     ax[0].axhspan(lo, hi, color="grey", alpha=0.2, label="chance (95%)")
     ax[0].set_xscale("log")
     ax[0].set_xlabel("transformer parameters (M)")

@@ -24,7 +24,7 @@ SEG = 4  # frames per segment of the micro model
 
 
 def _wm(**kw):
-    over = dict(conftest.CPU_TRANSFORMER, segment_frames=SEG)  # max_frames = 1 + max_steps = 2 * SEG
+    over = dict(conftest.CPU_TRANSFORMER, segment_frames=SEG, frame_embedding=True)  # max_frames = 1 + max_steps = 2 * SEG
     over.update(kw)
     return conftest.micro_world_model(context_frames=1, max_steps=2 * SEG - 1, action_dim=0, use_reward=False,
                                       tokenizer_overrides=conftest.CPU_VARIANT, transformer_overrides=over)
@@ -64,6 +64,10 @@ def test_layout_of_several_segments():
     second = lay.length(8)
     assert not mask[second - 1: second + lay.context_length - 1].any()
     assert lay.is_slot(local).sum() == 7 + 2 and lay.is_frame_end(local).sum() == 7 + 2
+    # Frame index within the segment: [S1] + 4 context codes are frame 0, then 3 tokens per future frame.
+    idx = lay.frame_index(local)
+    assert idx[:5].tolist() == [0] * 5 and idx[5:8].tolist() == [1] * 3 and idx[-3:].tolist() == [2] * 3
+    assert idx[lay.length(8)] == 0 and idx[lay.length(8) - 1] == 7
 
 
 def test_segmented_config_validation():
@@ -230,6 +234,20 @@ def test_behaviour_episodes_hold_then_sweep_in_their_direction():
             move = e[-1] - e[hold]
             assert move @ behaviour_directions(k)[z] > 0.1  # then swept in direction z
     assert contrastive(0, 4) == 2 and contrastive(3, 4) == 1
+
+
+def test_trials_start_from_home_clear_of_the_blocks():
+    for spread in (0.0, 0.05, 0.2):
+        env = make("pusher-behaviours", start_spread=spread)
+        for seed in range(10):
+            _, info = env.reset(seed=seed)
+            e = info["state"][:2]
+            assert np.abs(e - 0.5).max() <= spread + 1e-6
+            if spread <= 0.1:  # the home area is kept clear: the effector never starts inside a block
+                blocks = info["state"][2:-2].reshape(-1, 2)
+                assert (np.linalg.norm(blocks - e, axis=1) > info["block_radii"] + info["effector_radius"]).all()
+    with pytest.raises(Exception, match="start_spread"):
+        make("pusher-behaviours", start_spread=0.3)
 
 
 def test_behaviour_is_drawn_per_episode_and_hidden_from_the_start():

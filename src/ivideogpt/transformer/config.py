@@ -46,6 +46,10 @@ class TransformerConfig:
     code_embedding: bool = False
     code_vector_dim: int = 0
     spatial_frequencies: int = 0
+    # frame_embedding: add a learned embedding of each token's frame index within its segment, so a token of the
+    # query's frame k can find frame k of a demonstration by content instead of by a rotary offset of a whole
+    # segment (video in-context imitation, benchmarks/RESULTS.md "Video in-context imitation").
+    frame_embedding: bool = False
     # Reference compatibility (converted thuml/iVideoGPT checkpoints; defaults keep this package's behaviour):
     # first_slot False drops the sequence's first [S1] as the reference does (positions shift by one);
     # sample_vocab "all" samples future tokens over the whole vocabulary as the reference's generate does

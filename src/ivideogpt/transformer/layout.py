@@ -207,6 +207,13 @@ class SequenceLayout:
             raise ValueError(f"position {position} is not an [S2] slot (context length {self.context_length})")
         return off // self.frame_length
 
+    def frame_index(self, local: torch.Tensor) -> torch.Tensor:
+        """``[L]``: the index within its segment of the frame each local position belongs to (context frames
+        0..T0-1, then the future frames; a slot belongs to the frame it opens)."""
+        ctx = (local + (0 if self.first_slot else 1)) // (self.context_tokens + 1)
+        fut = self.context_frames + (local - self.context_length).clamp(min=0) // self.frame_length
+        return torch.where(local < self.context_length, ctx, fut)
+
     def spatial_coords(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`spatial_coords_at` of the absolute positions ``[start, stop)`` of one segment."""
         return self.spatial_coords_at(torch.arange(start, stop))

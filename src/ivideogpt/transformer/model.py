@@ -168,6 +168,8 @@ class Transformer(nn.Module):
             # saved with it so a loaded model embeds exactly as it was trained.
             self.register_buffer("code_vectors", torch.zeros(config.vocab_size, config.code_vector_dim))
             self.code_proj = nn.Linear(config.code_vector_dim, config.d_model, bias=False)
+        if config.frame_embedding:
+            self.frame_embed = nn.Embedding(config.segment_frames or config.max_frames, config.d_model)
         if config.spatial_frequencies:
             self.spatial_proj = nn.Linear(4 * config.spatial_frequencies, config.d_model, bias=False)
             self.register_buffer("spatial_features", self._spatial_features(0, config.max_len), persistent=False)
@@ -250,6 +252,9 @@ class Transformer(nn.Module):
                 table = self._spatial_features(0, int(local.max()) + 1).to(x.device)
             f = table[local.to(table.device)]
             x = x + self.spatial_proj(f.to(self.spatial_proj.weight.dtype)).to(x.dtype)
+        if self.config.frame_embedding:
+            idx = self.layout.frame_index(local).clamp(max=self.frame_embed.num_embeddings - 1)
+            x = x + self.frame_embed(idx.to(x.device))
         if actions is None:
             return x
         if not self.config.action_dim:
