@@ -24,7 +24,8 @@ SEG = 4  # frames per segment of the micro model
 
 
 def _wm(**kw):
-    over = dict(conftest.CPU_TRANSFORMER, segment_frames=SEG, frame_embedding=True)  # max_frames = 1 + max_steps = 2 * SEG
+    # max_frames = 1 + max_steps = 2 * SEG
+    over = dict(conftest.CPU_TRANSFORMER, segment_frames=SEG, frame_embedding=True)
     over.update(kw)
     return conftest.micro_world_model(context_frames=1, max_steps=2 * SEG - 1, action_dim=0, use_reward=False,
                                       tokenizer_overrides=conftest.CPU_VARIANT, transformer_overrides=over)

@@ -61,7 +61,8 @@ class BehaviourPusherEnv(PusherEnv):
             raise ValueError(f"need 0 <= hold_steps <= trial_steps - 2 (a trial must move), got hold_steps="
                              f"{hold_steps}, trial_steps={trial_steps}")
         if not 0 <= float(start_spread) <= MAX_SPREAD:
-            raise ValueError(f"start_spread must be in [0, {MAX_SPREAD}] (sweeps stay on the table), got {start_spread}")
+            raise ValueError(f"start_spread must be in [0, {MAX_SPREAD}] (sweeps stay on the table), "
+                             f"got {start_spread}")
         super().__init__(size, n_blocks, max_episode_steps, max_step, effector_radius, block_size, success_threshold,
                          success_bonus, substeps, render_mode)
         self.behaviours, self.trial_steps, self.hold_steps = int(behaviours), int(trial_steps), int(hold_steps)
