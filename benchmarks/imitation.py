@@ -401,7 +401,7 @@ def main() -> None:
     summary = summarize(results, args.sizes, args.seeds, args.queries, args.scaling_queries)
     (out / "results" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.sizes:
-        plot(summary, args.sizes, args.plot)
+        plot(summary, args.sizes, args.steps, len(args.seeds), args.plot)
     print(json.dumps({"minutes": round((time.time() - t0) / 60, 1), **summary}, indent=2))
 
 
@@ -425,7 +425,7 @@ def summarize(results: dict, sizes, seeds, Q: int, Q_scaling: int) -> dict:
     return out
 
 
-def plot(summary: dict, sizes, path: Path) -> None:
+def plot(summary: dict, sizes, steps: int, seeds: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -452,7 +452,7 @@ def plot(summary: dict, sizes, path: Path) -> None:
     ax[1].set_ylabel("in-class minus random demo")
     for a, s in zip(params, sizes):
         ax[1].annotate(s, (a, 0), textcoords="offset points", xytext=(0, 4), fontsize=8)
-    fig.suptitle("In-context imitation vs size (3 seeds each, mean ± sd)", fontsize=10)
+    fig.suptitle(f"In-context imitation vs size after {steps} steps each ({seeds} seeds, mean ± sd)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
